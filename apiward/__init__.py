@@ -1,0 +1,1 @@
+"""apiward: the umbrella command (``apiward``), the demo and shared process plumbing (logging)."""
