@@ -1,0 +1,1 @@
+"""apiward collector: the control plane (ingest -> store -> inventory/alerts -> JSON API)."""

@@ -1,0 +1,197 @@
+"""``apiward serve`` (the collector) and the readers ``inventory``, ``endpoints``, ``alerts``.
+
+Every command sets ``func(args) -> int``. Errors are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from collector.client import ClientError, CollectorClient
+from collector.render import data_types_summary, short_time, table
+from collector.settings import ConfigError, load_settings
+
+DEFAULT_COLLECTOR = "http://127.0.0.1:8000"
+EXIT_CONFIG = 2
+EXIT_ERROR = 1
+
+
+def _fail(command: str, message: str, code: int = EXIT_ERROR) -> int:
+    first = (message.strip().splitlines() or ["error"])[0]
+    print(f"apiward {command}: error: {first}", file=sys.stderr)
+    return code
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(
+            listen=args.listen,
+            database=args.database,
+            tokens_file=args.tokens_file,
+            insecure_dev=args.insecure_dev,
+            log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        return _fail("serve", str(exc), EXIT_CONFIG)
+    from apiward.logs import configure_logging
+    from collector.server import serve
+
+    configure_logging(settings.log_level, component="collector")
+    try:
+        serve(settings)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:  # e.g. the address is in use, or the database host refuses
+        return _fail("serve", f"cannot start the collector: {exc}")
+    except Exception as exc:  # the database does not exist, a migration failed, ...
+        return _fail("serve", f"cannot start the collector: {type(exc).__name__}: {exc}")
+    return 0
+
+
+# --- readers -------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> CollectorClient:
+    return CollectorClient(args.collector, os.environ.get("APIWARD_TOKEN") or None)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    try:
+        inv = _client(args).get("/api/v1/inventory")
+    except ClientError as exc:
+        return _fail("inventory", str(exc))
+    if args.json:
+        _print_json(inv)
+        return 0
+    counts = inv["counts"]
+    print(table(["count", "value"], [[k.replace("_", " "), v] for k, v in counts.items()]))
+    print()
+    rows = [
+        [
+            s["name"], s["id"], s["mode"], s["version"], short_time(s["last_batch_at"]), s["batches"],
+            s["stats"]["dropped_batches"], s["stats"]["dropped_requests"], s["stats"]["spooled_batches"],
+        ]
+        for s in inv["sensors"]
+    ]
+    print(table(
+        ["sensor", "id", "mode", "version", "last batch", "batches", "dropped batches", "dropped requests",
+         "spooled"],
+        rows,
+    ))
+    return 0
+
+
+def _endpoints(args: argparse.Namespace) -> int:
+    params = {
+        "api": args.api, "method": args.method, "status": args.status, "authentication": args.authentication,
+        "external": args.external, "data_type": args.data_type, "q": args.q,
+    }
+    try:
+        items = _client(args).get_all("/api/v1/endpoints", params, args.limit)
+    except ClientError as exc:
+        return _fail("endpoints", str(exc))
+    if args.json:
+        _print_json({"items": items, "next_cursor": None})
+        return 0
+    rows = [
+        [
+            e["name"], f"{e['method']} {e['path']}", short_time(e["last_called"]),
+            "yes" if e["inactive_30d"] else "no", e["authentication"],
+            short_time(e["external_traffic_observed"]) if e["external_traffic_observed"] else "no",
+            data_types_summary(e["data_classification"]), e["requests_30d"],
+        ]
+        for e in items
+    ]
+    print(table(
+        ["name", "endpoint", "last called", "30 days unused", "authentication", "external traffic observed",
+         "data classification", "requests 30d"],
+        rows,
+    ))
+    return 0
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    params = {"type": args.type, "severity": args.severity, "status": args.status}
+    try:
+        items = _client(args).get_all("/api/v1/alerts", params, args.limit)
+    except ClientError as exc:
+        return _fail("alerts", str(exc))
+    if args.json:
+        _print_json({"items": items, "next_cursor": None})
+        return 0
+    rows = [
+        [
+            a["id"], a["severity"], a["status"], a["type"],
+            f"{a['endpoint']['method']} {a['endpoint']['path']}", a["client"]["ip"], a["count"],
+            short_time(a["last_seen"]),
+        ]
+        for a in items
+    ]
+    print(table(["id", "severity", "status", "type", "endpoint", "client ip", "count", "last seen"], rows))
+    return 0
+
+
+def _reader_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--collector",
+        default=os.environ.get("APIWARD_COLLECTOR", DEFAULT_COLLECTOR),
+        help="collector base URL (env APIWARD_COLLECTOR, default %(default)s); token from APIWARD_TOKEN",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for programs instead of a table")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many items (default: all)")
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``serve``, ``inventory``, ``endpoints`` and ``alerts`` to an argparse subparsers object."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the collector",
+        description="Run the collector. Tokens come from APIWARD_INGEST_TOKENS, APIWARD_READ_TOKENS, "
+        "APIWARD_ADMIN_TOKENS (comma-separated) and/or --tokens-file.",
+    )
+    serve.add_argument("--listen", default=None, metavar="HOST:PORT", help="default 127.0.0.1:8000")
+    serve.add_argument(
+        "--database", default=None, metavar="URL",
+        help="sqlite:///PATH (default sqlite:///apiward.db) or postgresql://...",
+    )
+    serve.add_argument(
+        "--tokens-file", default=None, metavar="FILE", help="YAML {ingest: [...], read: [...], admin: [...]}"
+    )
+    serve.add_argument(
+        "--insecure-dev", action="store_true", help="no tokens, everything open (loopback addresses only)"
+    )
+    serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    inv = subparsers.add_parser("inventory", help="inventory counts and sensors")
+    _reader_options(inv)
+    inv.set_defaults(func=_inventory)
+
+    eps = subparsers.add_parser("endpoints", help="the endpoint inventory")
+    _reader_options(eps)
+    eps.add_argument("--api", help="API name or id")
+    eps.add_argument("--method", help="HTTP method")
+    eps.add_argument("--status", choices=["active", "inactive", "awaiting_data"])
+    eps.add_argument("--authentication", choices=["authenticated", "unauthenticated", "unknown"])
+    eps.add_argument("--external", choices=["true", "false"])
+    eps.add_argument("--data-type", dest="data_type", help="e.g. credit_card")
+    eps.add_argument("--q", help="substring of the path")
+    eps.set_defaults(func=_endpoints)
+
+    alerts = subparsers.add_parser("alerts", help="alerts, newest activity first")
+    _reader_options(alerts)
+    alerts.add_argument("--type", help="alert type id")
+    alerts.add_argument("--severity", choices=["high", "medium", "low", "informational"])
+    alerts.add_argument("--status", choices=["active", "resolved", "dismissed"])
+    alerts.set_defaults(func=_alerts)

@@ -1,0 +1,207 @@
+"""The inventory's facts, derived from stored rows (pure functions, no IO).
+
+``collector.store.store.status_expr`` / ``auth_expr`` mirror ``endpoint_status`` / ``authentication``
+in SQL so that filters and counts agree with the fields; the tests check both sides together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from collector.store.store import ACTIVE_DAYS, ApiRow, DataTypeRow, EndpointFacts, SensorRow
+from collector.timefmt import iso
+
+LOCATIONS = ("path", "query", "header", "request_body", "response_body")
+SENSITIVITY_LEVELS = ("none", "low", "medium", "high")
+
+# Data type -> sensitivity. A hook: the policy files will provide categories later; until then any
+# type the sensor reports counts as sensitive, at "medium" unless listed here.
+DEFAULT_SENSITIVITY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "credit_card", "iban", "swift_bic", "aba_routing", "us_ssn", "us_itin", "passport",
+            "uk_nino", "uk_nhs", "national_id", "jwt", "bearer_token", "authorization_header",
+            "private_key", "password", "aws_access_key", "aws_secret_key", "azure_connection_string",
+            "gcp_api_key", "github_token", "slack_token", "api_key", "connection_string",
+        ),
+        "high",
+    ),
+    **dict.fromkeys(("email", "phone", "date_of_birth", "address", "person_name"), "medium"),
+    **dict.fromkeys(("ip_address", "uuid"), "low"),
+}
+DEFAULT_LEVEL = "medium"
+
+# Risk points per fact; the score is their sum, capped at 100. Kept small and explainable: every
+# point in a score comes with the factor that earned it.
+RISK_POINTS = {
+    "external_traffic": 25,
+    "unauthenticated": 30,
+    "sensitive_data_high": 25,
+    "sensitive_data_medium": 15,
+    "sensitive_data_low": 5,
+    "plaintext_traffic": 10,
+    "active_alerts": 15,
+}
+
+
+def derive_name(method: str, path: str) -> str:
+    """``GET /users/{id}`` -> ``get-users-id``: a stable, URL-safe name when no spec names it."""
+    words = [w.lower() for w in re.findall(r"[A-Za-z0-9]+", path)]
+    return "-".join([method.lower(), *(words or ["root"])])
+
+
+def endpoint_status(last_called: datetime | None, now: datetime) -> str:
+    if last_called is None:
+        return "awaiting_data"
+    return "active" if last_called >= now - timedelta(days=ACTIVE_DAYS) else "inactive"
+
+
+def authentication(unauthenticated_success: int, authenticated_success: int, unauthenticated_rejected: int) -> str:
+    """``unauthenticated`` if any 2xx answered a request without credential; ``authenticated`` if
+    credentialed requests got 2xx or anonymous ones got 401/403; else ``unknown``."""
+    if unauthenticated_success > 0:
+        return "unauthenticated"
+    if authenticated_success > 0 or unauthenticated_rejected > 0:
+        return "authenticated"
+    return "unknown"
+
+
+def data_classification(rows: Iterable[DataTypeRow]) -> dict[str, list[dict[str, Any]]]:
+    """Per location, one entry per type with its JSON paths and the response status classes."""
+    grouped: dict[str, dict[str, dict[str, Any]]] = {loc: {} for loc in LOCATIONS}
+    for r in rows:
+        entry = grouped.setdefault(r.location, {}).setdefault(
+            r.type, {"type": r.type, "paths": set(), "status_classes": set(), "count": 0}
+        )
+        if r.path:
+            entry["paths"].add(r.path)
+        if r.status_class:
+            entry["status_classes"].add(r.status_class)
+        entry["count"] += r.count
+    return {
+        loc: [
+            {**e, "paths": sorted(e["paths"]), "status_classes": sorted(e["status_classes"])}
+            for _, e in sorted(types.items())
+        ]
+        for loc, types in grouped.items()
+    }
+
+
+def sensitivity(types: Iterable[str], mapping: Mapping[str, str] = DEFAULT_SENSITIVITY) -> str:
+    """The highest level among the data types seen (``none`` when there are none)."""
+    best = 0
+    for type_ in types:
+        level = mapping.get(type_, DEFAULT_LEVEL)
+        best = max(best, SENSITIVITY_LEVELS.index(level) if level in SENSITIVITY_LEVELS else 2)
+    return SENSITIVITY_LEVELS[best]
+
+
+def risk(
+    *, external: bool, unauthenticated: bool, sensitivity_level: str, plaintext: bool, active_alerts: int
+) -> dict[str, Any]:
+    factors: list[dict[str, Any]] = []
+
+    def add(factor: str) -> None:
+        factors.append({"factor": factor, "points": RISK_POINTS[factor]})
+
+    if external:
+        add("external_traffic")
+    if unauthenticated:
+        add("unauthenticated")
+    if sensitivity_level != "none":
+        add(f"sensitive_data_{sensitivity_level}")
+    if plaintext:
+        add("plaintext_traffic")
+    if active_alerts > 0:
+        add("active_alerts")
+    return {"score": min(100, sum(f["points"] for f in factors)), "factors": factors}
+
+
+def endpoint_view(f: EndpointFacts, now: datetime) -> dict[str, Any]:
+    """One row of the inventory: the endpoint fields of DESIGN.md section 5."""
+    auth = authentication(f.unauthenticated_success, f.authenticated_success, f.unauthenticated_rejected)
+    status = endpoint_status(f.last_called, now)
+    level = sensitivity(d.type for d in f.data_types)
+    return {
+        "id": f.id,
+        "api": f.api,
+        "api_id": f.api_id,
+        "name": f.name or derive_name(f.method, f.path),
+        "from_spec": f.from_spec,
+        "method": f.method,
+        "path": f.path,
+        "status": status,
+        "last_called": iso(f.last_called),
+        "inactive_30d": status != "active",
+        "authentication": auth,
+        "auth_schemes": dict(sorted(f.auth_schemes.items())),
+        "external_traffic_observed": iso(f.last_external),
+        "data_classification": data_classification(f.data_types),
+        "sensitivity": level,
+        "risk": risk(
+            external=f.last_external is not None,
+            unauthenticated=auth == "unauthenticated",
+            sensitivity_level=level,
+            plaintext=f.plaintext_requests > 0,
+            active_alerts=f.active_alerts,
+        ),
+        "findings_count": 0,  # posture findings arrive with collector/posture.py
+        "alerts_count": f.active_alerts,
+        "first_seen": iso(f.first_seen),
+        "requests_30d": f.requests_30d,
+    }
+
+
+def api_view(row: ApiRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "first_seen": iso(row.first_seen),
+        "last_seen": iso(row.last_seen),
+        "counts": dict(row.counts),
+    }
+
+
+def sensor_view(row: SensorRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "version": row.version,
+        "mode": row.mode,
+        "started_at": iso(row.started_at),
+        "first_seen": iso(row.first_seen),
+        "last_batch_at": iso(row.last_batch_at),
+        "last_seq": row.last_seq,
+        "batches": row.batches,
+        "stats": {
+            "exchanges": row.exchanges,
+            "analysis_errors": row.analysis_errors,
+            "dropped_batches": row.dropped_batches,
+            "dropped_summaries": row.dropped_summaries,
+            "dropped_requests": row.dropped_requests,
+            "spooled_batches": row.spooled_batches,
+        },
+    }
+
+
+def inventory_view(counts: Mapping[str, int], sensors: Iterable[SensorRow], now: datetime) -> dict[str, Any]:
+    sensor_items = [sensor_view(s) for s in sensors]
+    return {
+        "generated_at": iso(now),
+        "counts": {
+            name: int(counts.get(name, 0))
+            for name in (
+                "apis", "endpoints", "active", "inactive", "awaiting_data",
+                "unauthenticated", "external", "with_sensitive_data",
+            )
+        },
+        "sensors": sensor_items,
+        # Data loss must be visible at a glance, not only per sensor.
+        "dropped": {
+            name: sum(s["stats"][name] for s in sensor_items)
+            for name in ("dropped_batches", "dropped_summaries", "dropped_requests")
+        },
+    }

@@ -1,0 +1,66 @@
+"""Versioned schema migrations, the same list for SQLite and PostgreSQL.
+
+``schema_version`` holds one row per applied migration. Migrations run in one transaction; on
+PostgreSQL a transaction-scoped advisory lock makes collectors that start together take turns, so
+only one applies each step.
+
+Migration 1 creates the tables as ``schema.py`` describes them at version 1. Later changes to
+``schema.py`` must come with a new migration here that performs exactly that change (explicit DDL), so
+an existing database and a fresh one end up identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from collector.store import schema
+
+# Any constant works; it only has to be the same in every collector.
+_PG_LOCK_KEY = 0x61706977  # "apiw"
+
+Migration = tuple[int, str, Callable[[sa.Connection], None]]
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    tables = [t for t in schema.metadata.sorted_tables if t.name != "schema_version"]
+    schema.metadata.create_all(conn, tables=tables)
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema", _v1_initial),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    version = await conn.scalar(sa.select(sa.func.max(schema.schema_version.c.version)))
+    return int(version or 0)
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Bring the database to ``LATEST_VERSION``; returns the version it is at afterwards."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        await conn.run_sync(lambda c: schema.schema_version.create(c, checkfirst=True))
+        version = await current_version(conn)
+        if version > LATEST_VERSION:
+            raise RuntimeError(
+                f"database schema version {version} is newer than this collector ({LATEST_VERSION})"
+            )
+        for number, description, step in MIGRATIONS:
+            if number <= version:
+                continue
+            await conn.run_sync(step)
+            await conn.execute(
+                schema.schema_version.insert().values(
+                    version=number, description=description, applied_at=datetime.now(UTC)
+                )
+            )
+            version = number
+    return version

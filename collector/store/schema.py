@@ -1,0 +1,224 @@
+"""Tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+The shape is normalised so that every counter is a row that SQL can increment in place: collectors
+sharing one PostgreSQL only ever run ``ON CONFLICT ... DO UPDATE SET n = t.n + excluded.n`` and never
+read a value into Python to write it back, so no update is lost between them.
+
+Ids are content hashes (``ids.py``), so every collector derives the same id for the same endpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; naive values are taken as UTC.
+
+    SQLite has no time zones and SQLAlchemy drops ``tzinfo`` there, so we normalise to UTC on the way
+    in (the stored text then sorts chronologically, which ``min``/``max`` in upserts rely on) and
+    attach UTC on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC) if dialect.name != "sqlite" else value
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite expressions (min/max) can come back as text
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+ID = sa.String(64)
+Count = sa.BigInteger
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+# Inserted first in every ingest transaction: a duplicate batch id aborts the whole batch.
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("batch_id", sa.String(128), primary_key=True),
+    sa.Column("sensor_id", sa.String(128), nullable=False),
+    sa.Column("seq", Count, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("summaries", sa.Integer, nullable=False),
+    sa.Column("alerts", sa.Integer, nullable=False),
+)
+
+sensors = sa.Table(
+    "sensors",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_batch_at", UTCDateTime, nullable=False),
+    sa.Column("last_seq", Count, nullable=False),
+    sa.Column("batches", Count, nullable=False),
+    # Latest cumulative SensorStats (the sensor counts since its start; we keep the newest report).
+    sa.Column("exchanges", Count, nullable=False),
+    sa.Column("analysis_errors", Count, nullable=False),
+    sa.Column("dropped_batches", Count, nullable=False),
+    sa.Column("dropped_summaries", Count, nullable=False),
+    sa.Column("dropped_requests", Count, nullable=False),
+    sa.Column("spooled_batches", Count, nullable=False),
+)
+
+apis = sa.Table(
+    "apis",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+endpoints = sa.Table(
+    "endpoints",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("api_id", ID, sa.ForeignKey("apis.id"), nullable=False),
+    sa.Column("api", sa.String(200), nullable=False),  # denormalised for filters and ordering
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(2048), nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),  # operation name from a spec
+    sa.Column("from_spec", sa.Boolean, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=True),
+    sa.Column("last_called", UTCDateTime, nullable=True),  # null: known (spec) but never called
+    sa.Column("last_external", UTCDateTime, nullable=True),
+    sa.Column("requests", Count, nullable=False),
+    sa.Column("unauthenticated_success", Count, nullable=False),
+    sa.Column("authenticated_success", Count, nullable=False),
+    sa.Column("unauthenticated_rejected", Count, nullable=False),
+    sa.Column("plaintext_requests", Count, nullable=False),
+    sa.Column("external_requests", Count, nullable=False),
+    sa.Index("ix_endpoints_order", "api", "path", "method"),
+)
+
+
+def _endpoint_fk() -> sa.Column[str]:
+    return sa.Column("endpoint_id", ID, sa.ForeignKey("endpoints.id"), primary_key=True)
+
+
+endpoint_daily = sa.Table(
+    "endpoint_daily",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("requests", Count, nullable=False),
+    sa.Column("external_requests", Count, nullable=False),
+)
+
+endpoint_auth = sa.Table(
+    "endpoint_auth",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("scheme", sa.String(64), primary_key=True),
+    sa.Column("count", Count, nullable=False),
+)
+
+endpoint_status = sa.Table(
+    "endpoint_status",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("status_class", sa.String(8), primary_key=True),
+    sa.Column("count", Count, nullable=False),
+)
+
+endpoint_params = sa.Table(
+    "endpoint_params",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("location", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("count", Count, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+endpoint_data_types = sa.Table(
+    "endpoint_data_types",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("type", sa.String(64), primary_key=True),
+    sa.Column("location", sa.String(32), primary_key=True),
+    sa.Column("path", sa.String(512), primary_key=True),
+    sa.Column("status_class", sa.String(8), primary_key=True),
+    sa.Column("count", Count, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Index("ix_endpoint_data_types_type", "type"),
+)
+
+# One row per sensor window: the series behind the dashboard's charts.
+endpoint_windows = sa.Table(
+    "endpoint_windows",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("sensor_id", sa.String(128), primary_key=True),
+    sa.Column("window_start", UTCDateTime, primary_key=True),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("requests", Count, nullable=False),
+    sa.Column("latency_p50", sa.Float, nullable=False),
+    sa.Column("latency_p95", sa.Float, nullable=False),
+    sa.Column("latency_max", sa.Float, nullable=False),
+    sa.Column("request_size_p50", sa.Float, nullable=False),
+    sa.Column("request_size_p95", sa.Float, nullable=False),
+    sa.Column("request_size_max", sa.Float, nullable=False),
+    sa.Column("response_size_p50", sa.Float, nullable=False),
+    sa.Column("response_size_p95", sa.Float, nullable=False),
+    sa.Column("response_size_max", sa.Float, nullable=False),
+)
+
+# Alerts grouped by (type, endpoint, client ip, principal); the id is a hash of that key.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("endpoint_id", ID, nullable=False),  # no FK: an alert may name an unsummarised endpoint
+    sa.Column("api", sa.String(200), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(2048), nullable=False),
+    sa.Column("client_ip", sa.String(64), nullable=False),  # "" when unknown (part of the key)
+    sa.Column("principal", sa.String(128), nullable=False),  # "" when unknown
+    sa.Column("count", Count, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),  # the latest evidence
+    sa.Column("rule_ids", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_by", sa.String(200), nullable=True),
+    sa.Column("status_at", UTCDateTime, nullable=True),
+    sa.Index("ix_alerts_last_seen", "last_seen", "id"),
+    sa.Index("ix_alerts_endpoint", "endpoint_id", "status"),
+)
