@@ -54,6 +54,14 @@ class SensorConfig:
     route_cache_size: int = 65536
     max_templates: int = 10000
     log_level: str = "info"
+    admin_listen: str | None = None  # HOST:PORT for /healthz, /readyz, /metrics; None -> off
+    # capture layer (sensor/proxy.py, sensor/mirror.py)
+    upstream_keepalive_timeout: float = 4.0  # idle pooled upstream connection; below Node's 5 s default
+    tls_cert: str | None = None  # PEM certificate: the proxy listener speaks TLS when set
+    tls_key: str | None = None  # PEM private key for tls_cert (None: the key is in tls_cert)
+    tls_client_ca: str | None = None  # CA bundle: client certificates are verified when presented
+    record_max_bytes: int = 8 * 1024 * 1024  # one POST of exchange records (mirror listener)
+    record_max_batch: int = 100  # records in one JSON array
 
     def validate(self) -> SensorConfig:
         if self.mode not in ("inline", "mirror"):
@@ -65,6 +73,8 @@ class SensorConfig:
         if self.collector and not self.collector.startswith(("http://", "https://")):
             raise ConfigError(f"--collector must be an http(s) URL, not {self.collector!r}")
         parse_listen(self.listen)
+        if self.admin_listen:
+            parse_listen(self.admin_listen)
         if not 1 <= self.window <= 3600:
             raise ConfigError(f"--window must be between 1 and 3600 seconds, not {self.window}")
         for cidr in [*self.trusted_proxies, *self.internal_cidrs]:
@@ -100,7 +110,7 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         if isinstance(value, bool):
             return value
         return str(value).lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int) and not isinstance(current, bool) or name == "max_body_bytes":
+    if (isinstance(current, int) and not isinstance(current, bool)) or name == "max_body_bytes":
         try:
             return int(value)
         except (TypeError, ValueError) as exc:

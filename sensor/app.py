@@ -1,0 +1,224 @@
+"""The sensor process: capture listener + pipeline + summary windows + shipper + admin endpoints.
+
+``SensorRuntime`` owns every long-lived task and server, so start/stop order lives in one place:
+listeners stop first (no new exchanges), then the last partial window is drained and shipped, then
+the shipper flushes or spools what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from apiward.logs import get_logger
+from sensor import __version__
+from sensor.config import SensorConfig, parse_listen
+from sensor.events import SensorInfo, SensorStats
+from sensor.evidence import PrincipalHasher
+from sensor.mirror import start_mirror
+from sensor.pipeline import Pipeline
+from sensor.proxy import ProxyCounters, start_proxy
+from sensor.shipper import Shipper
+from sensor.summary import SummaryAggregator
+
+log = get_logger("sensor.app")
+
+FLUSH_INTERVAL_MAX = 1.0  # how often closed windows are looked for, seconds
+
+
+def load_principal_secret(cfg: SensorConfig) -> bytes:
+    """The HMAC key for principal hashes: configured (shared by replicas), else generated once and
+    kept in the state directory so hashes stay stable across restarts."""
+    if cfg.principal_secret:
+        return cfg.principal_secret.encode()
+    path = Path(cfg.state_dir) / "principal.key"
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    os.replace(tmp, path)
+    return key
+
+
+def load_sensor_id(cfg: SensorConfig) -> str:
+    path = Path(cfg.state_dir) / "sensor.id"
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sensor_id = uuid.uuid4().hex
+    path.write_text(sensor_id)
+    return sensor_id
+
+
+class SensorRuntime:
+    def __init__(self, cfg: SensorConfig) -> None:
+        self.cfg = cfg
+        self.started_at = datetime.now(UTC)
+        self.info = SensorInfo(
+            id=load_sensor_id(cfg),
+            name=cfg.sensor_name or socket.gethostname(),
+            version=__version__,
+            mode=cfg.mode,
+            started_at=self.started_at,
+        )
+        self.aggregator = SummaryAggregator(cfg.window)
+        self.pipeline = Pipeline(cfg, self.aggregator, PrincipalHasher(load_principal_secret(cfg)))
+        self.proxy_counters = ProxyCounters()
+        self.shipper = Shipper(
+            cfg.collector,
+            cfg.ingest_token,
+            self.info,
+            spool_dir=str(Path(cfg.state_dir) / "spool"),
+            spool_max_bytes=cfg.spool_max_bytes,
+            queue_max_batches=cfg.queue_max_batches,
+            stats=self.stats,
+        )
+        self._runners: list[web.AppRunner] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self.listen_port: int | None = None
+        self.admin_port: int | None = None
+
+    def stats(self) -> SensorStats:
+        return SensorStats(
+            exchanges=self.pipeline.counters.exchanges,
+            analysis_errors=self.pipeline.counters.analysis_errors + self.proxy_counters.analysis_errors,
+            dropped_batches=self.shipper.dropped_batches,
+            dropped_summaries=self.shipper.dropped_summaries,
+            dropped_requests=self.shipper.dropped_requests,
+            spooled_batches=self.shipper.spooled_batches,
+        )
+
+    async def start(self) -> None:
+        await self.shipper.start()
+        host, port = parse_listen(self.cfg.listen)
+        if self.cfg.mode == "inline":
+            runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters)
+        else:
+            runner = await start_mirror(self.cfg, self.pipeline, host, port)
+        self._runners.append(runner)
+        self.listen_port = _bound_port(runner)
+        if self.cfg.admin_listen:
+            admin_host, admin_port = parse_listen(self.cfg.admin_listen)
+            admin = web.AppRunner(self._admin_app(), access_log=None)
+            await admin.setup()
+            await web.TCPSite(admin, admin_host, admin_port).start()
+            self._runners.append(admin)
+            self.admin_port = _bound_port(admin)
+        self._flush_task = asyncio.create_task(self._flush_loop(), name="summary-flush")
+        log.info(
+            "sensor_started",
+            mode=self.cfg.mode,
+            listen=f"{host}:{self.listen_port}",
+            upstream=self.cfg.upstream,
+            collector=self.cfg.collector,
+            window_seconds=self.cfg.window,
+            api=self.pipeline.api,
+            sensor_id=self.info.id,
+        )
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        if self._flush_task:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        self.flush(force=True)
+        await self.shipper.stop()
+        log.info("sensor_stopped", exchanges=self.pipeline.counters.exchanges)
+
+    def flush(self, *, force: bool = False) -> int:
+        summaries = self.aggregator.drain(self._now(), force=force)
+        if summaries:
+            self.shipper.submit(summaries)
+        return len(summaries)
+
+    @staticmethod
+    def _now() -> float:
+        return datetime.now(UTC).timestamp()
+
+    async def _flush_loop(self) -> None:
+        interval = min(FLUSH_INTERVAL_MAX, self.cfg.window / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.flush()
+            except Exception:  # never let the flush loop die: summaries would pile up silently
+                log.exception("summary_flush_failed")
+
+    # -- admin endpoints -------------------------------------------------------------------
+    def _admin_app(self) -> web.Application:
+        registry = CollectorRegistry()
+        registry.register(_SensorMetrics(self))
+        app = web.Application()
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "version": __version__})
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready = bool(self._runners)
+            return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        return app
+
+
+class _SensorMetrics(Collector):
+    """Exposes the runtime's plain-int counters at scrape time (no per-request metric calls)."""
+
+    def __init__(self, runtime: SensorRuntime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> list[Metric]:
+        rt = self.runtime
+        counters: dict[str, tuple[str, float]] = {
+            "exchanges": ("Exchanges analysed", rt.pipeline.counters.exchanges),
+            "analysis_errors": ("Exchanges whose analysis failed", rt.stats().analysis_errors),
+            "proxy_requests": ("Requests received by the proxy", rt.proxy_counters.requests),
+            "upstream_errors": ("502 answers: upstream unreachable", rt.proxy_counters.upstream_errors_502),
+            "upstream_timeouts": ("504 answers: upstream timed out", rt.proxy_counters.upstream_timeouts_504),
+            "client_disconnects": ("Clients gone before the response ended", rt.proxy_counters.client_disconnects),
+            "batches_shipped": ("Batches accepted by the collector", rt.shipper.shipped_batches),
+            "batches_rejected": ("Batches refused by the collector (4xx)", rt.shipper.rejected_batches),
+            "batches_dropped": ("Batches lost: queue and spool full", rt.shipper.dropped_batches),
+            "requests_dropped": ("Requests inside dropped batches", rt.shipper.dropped_requests),
+            "ship_retries": ("Batch send retries", rt.shipper.retries),
+        }
+        out: list[Metric] = []
+        for name, (doc, value) in counters.items():
+            family = CounterMetricFamily(f"apiward_sensor_{name}", doc)
+            family.add_metric([], float(value))
+            out.append(family)
+        spooled = GaugeMetricFamily("apiward_sensor_spooled_batches", "Batches waiting in the disk spool")
+        spooled.add_metric([], float(rt.shipper.spooled_batches))
+        out.append(spooled)
+        return out
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    """The port actually bound (the configuration may ask for port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("listener has no bound socket")

@@ -1,0 +1,145 @@
+"""Small HTTP helpers shared by the capture paths (inline proxy and mirror listener).
+
+Everything here is pure (no IO) except ``problem_response`` which only builds a response object, so
+it is tested through the proxy and mirror tests without extra fixtures.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from urllib.parse import unquote
+
+import msgspec
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+
+# RFC 9110 7.6.1 connection-specific fields, plus the pre-standard ones proxies still see in the wild
+# ("Proxy-Connection", "Trailers"). They describe one hop and must never be forwarded.
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_HEADER = "X-Request-ID"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def sane_request_id(value: str | None) -> str:
+    """The client's request id when it is safe to log and forward, else a fresh uuid4 hex.
+
+    Ids end up in logs, SIEM records and upstream headers: a bounded charset keeps them from carrying
+    injection payloads or blowing up log lines.
+    """
+    if value is not None and _REQUEST_ID_RE.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def connection_tokens(headers: MultiMapping[str]) -> set[str]:
+    """Header names listed in (every) ``Connection`` header, lower-cased."""
+    names: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        for raw in value.split(","):
+            token = raw.strip().lower()
+            if token:
+                names.add(token)
+    return names
+
+
+def end_to_end_headers(headers: MultiMapping[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
+    """A copy of ``headers`` without hop-by-hop fields, fields named in ``Connection`` and ``drop``.
+
+    Duplicates and their order are kept (``Set-Cookie``, repeated ``Via`` ...).
+    """
+    skip = set(HOP_BY_HOP) | connection_tokens(headers) | {name.lower() for name in drop}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in skip:
+            out.add(name, value)
+    return out
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """Split a raw request target into (raw path, raw query), both still percent-encoded.
+
+    An absolute-form target (``http://other-host/x?y``) is reduced to its path and query: the sensor
+    never lets the request line choose where a request goes, only the configured upstream does.
+    Fragments (never legal on the wire, but the parser lets them through) are dropped.
+    """
+    if not target.startswith("/"):
+        scheme_end = target.find("://")
+        if scheme_end > 0:
+            rest = target[scheme_end + 3 :]
+            cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=-1)
+            target = rest[cut:] if cut >= 0 else "/"
+        # asterisk-form ("*") and authority-form have no path: they become "/" + target so the
+        # upstream sees something well-formed; the router never sends them here anyway.
+    target = target.partition("#")[0]
+    path, _, query = target.partition("?")
+    if not path.startswith("/"):
+        path = "/" + path
+    return path, query
+
+
+def decode_path(raw_path: str) -> str:
+    """The percent-decoded path (what analysis matches on), invalid UTF-8 kept as replacement chars."""
+    return unquote(raw_path, errors="replace")
+
+
+def frozen_headers(headers: MultiMapping[str]) -> CIMultiDictProxy[str]:
+    """An immutable snapshot of a header multimap (an Exchange must not change under analysis)."""
+    return CIMultiDictProxy(CIMultiDict(headers))
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    request_id: str | None = None,
+    *,
+    type_: str = "about:blank",
+    close: bool = False,
+    extra: dict[str, object] | None = None,
+) -> web.Response:
+    """An RFC 9457 problem document. The sensor's own answers always carry the request id."""
+    doc: dict[str, object] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if request_id is not None:
+        doc["request_id"] = request_id
+    if extra:
+        doc.update(extra)
+    resp = web.Response(status=status, body=_encoder.encode(doc), content_type=PROBLEM_CONTENT_TYPE)
+    if request_id is not None:
+        resp.headers[REQUEST_ID_HEADER] = request_id
+    if close:
+        # The request body may be left unread (413, 408, 505): closing is cheaper and safer than
+        # draining an arbitrary amount of client data to keep the connection.
+        resp.force_close()
+    return resp
+
+
+def c_parser_in_use() -> bool:
+    """True when aiohttp's server uses its C (llhttp-based) request parser.
+
+    The pure-Python fallback parses some malformed inputs differently, and a sensor must see requests
+    exactly as the upstream would; the check runs at start-up.
+    """
+    from aiohttp import web_protocol
+
+    parser = getattr(web_protocol, "HttpRequestParser", None)
+    return parser is not None and getattr(parser, "__module__", "") == "aiohttp._http_parser"
