@@ -87,6 +87,7 @@ class SensorRuntime:
             spool_max_bytes=cfg.spool_max_bytes,
             queue_max_batches=cfg.queue_max_batches,
             stats=self.stats,
+            backoff_max=cfg.ship_backoff_max,
         )
         self._runners: list[web.AppRunner] = []
         self._flush_task: asyncio.Task[None] | None = None

@@ -55,6 +55,7 @@ class SensorConfig:
     max_templates: int = 10000
     log_level: str = "info"
     admin_listen: str | None = None  # HOST:PORT for /healthz, /readyz, /metrics; None -> off
+    ship_backoff_max: float = 30.0  # longest wait between retries while the collector is away
     # capture layer (sensor/proxy.py, sensor/mirror.py)
     upstream_keepalive_timeout: float = 4.0  # idle pooled upstream connection; below Node's 5 s default
     tls_cert: str | None = None  # PEM certificate: the proxy listener speaks TLS when set
