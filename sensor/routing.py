@@ -131,7 +131,25 @@ def classify_segment(seg: str) -> str | None:
         return "hash"
     if n >= _TOKEN_MIN and _is_token(seg):
         return "token"
+    if _is_prefixed_id(seg):
+        return "id"
     return None
+
+
+def _is_prefixed_id(seg: str) -> bool:
+    """Typed object ids such as ``pay_1326869``, ``ch_3MmlLrLkdIwHu7ix`` or ``cus_NffrFeUfNV2Hib``: a short
+    alphabetic type prefix, ``_`` or ``-``, then either 4+ digits or 8+ alphanumerics with a digit.
+    The length floor keeps version-ish literals like ``api-v2beta1`` literal."""
+    for sep in ("_", "-"):
+        prefix, found, rest = seg.partition(sep)
+        if not found or not 1 <= len(prefix) <= 12 or not (prefix.isalpha() and prefix.isascii()):
+            continue
+        if not rest.isascii() or not rest.isalnum():
+            continue
+        if rest.isdigit():
+            return len(rest) >= 4
+        return len(rest) >= 8 and not _DIGITS.isdisjoint(rest)
+    return False
 
 
 # --------------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ SEQ_FILE = "seq"
 _SPOOL_NAME = re.compile(r"^(\d{20})-(\d+)-(\d+)\.json\.gz$")
 _UNREACHABLE_LOG_INTERVAL = 60.0  # seconds between two collector_unreachable lines during one outage
 _PROBLEM_READ_MAX = 4096  # bytes of an error body read for the log
+# Answers that say this batch itself is unacceptable; retrying it could never succeed.
+_BATCH_FAULT_STATUSES = frozenset({400, 413, 415, 422})
 _DETAIL_MAX = 300  # characters of problem detail logged
 _MAX_ERRORS_PER_BATCH = 5
 
@@ -671,10 +673,11 @@ class Shipper:
                     return _Outcome("ok", status)
                 raw = await resp.content.read(_PROBLEM_READ_MAX)
                 detail = _problem_detail(raw)
-                if 400 <= status < 500 and status not in (408, 429):
+                if status in _BATCH_FAULT_STATUSES:
                     return _Outcome("rejected", status, detail)
-                # 5xx, 408, 429 - and 1xx/3xx, which only a misconfigured URL produces: keep the batch
-                # (the spool bound keeps that safe) and let the log tell the operator.
+                # Everything else is the deployment's fault, not the batch's: 5xx, 408, 429, a wrong or
+                # rotated token (401/403), a wrong URL (404, 1xx/3xx). Keep the batch (the spool bound
+                # keeps that safe) and let the log tell the operator; it goes out once that is fixed.
                 return _Outcome("retry", status, detail, _retry_after(resp.headers.get("Retry-After")))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return _Outcome("retry", None, f"{type(exc).__name__}: {exc}"[:_DETAIL_MAX])

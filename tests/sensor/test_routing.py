@@ -73,6 +73,14 @@ def load(path: Path) -> dict[str, Any]:
         ("v1", None),
         ("oauth2", None),
         ("abcdefghijklmnopqrstuvwxyz", None),  # long but no digits
+        ("pay_1326869", "id"),  # typed object ids
+        ("ch_3MmlLrLkdIwHu7ix", "token"),  # long and random: the token rule sees it first
+        ("cus_NffrFeUfNV2Hib", "token"),
+        ("order-55512", "id"),
+        ("api-v2beta1", None),  # version-ish literals stay literal
+        ("sku_123", None),
+        ("read_only", None),
+        ("x-api-key", None),
     ],
 )
 def test_classify_segment(segment: str, kind: str | None) -> None:

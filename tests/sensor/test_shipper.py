@@ -195,7 +195,8 @@ async def test_collector_down_then_up_delivers_every_batch_once_in_order(
     assert_exactly_once_in_order(receiver.delivered, list(range(1, 14)))
 
 
-@pytest.mark.parametrize("status", ["503", "429", "408"])
+# 401/403/404 are the deployment's fault (token, URL), not the batch's: kept and retried until fixed.
+@pytest.mark.parametrize("status", ["503", "429", "408", "401", "403", "404"])
 async def test_retriable_status_is_retried_with_the_same_batch_id(
     status: str, receiver: Receiver, make_shipper: Callable[..., Shipper]
 ) -> None:
