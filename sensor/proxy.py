@@ -54,6 +54,11 @@ log = get_logger("sensor.proxy")
 # Bytes read or written per step in either direction. Big enough to keep per-chunk Python overhead
 # small at ~1 GB/s, small enough that a few in flight per request keep memory flat.
 CHUNK_SIZE = 256 * 1024
+# Bodies with a declared length up to this size are read whole and sent in one write with their
+# headers (request upstream, response to the client). Most API bodies are small, and the streaming
+# path costs several extra socket writes and task switches per request; memory stays bounded by
+# this size per in-flight request. Larger or unknown-length bodies stream.
+SMALL_BODY = 64 * 1024
 
 # aiohttp's client adds these on its own unless told not to; a proxy must forward only what the client
 # sent (Accept-Encoding in particular: the client's value decides what encoding comes back).
@@ -96,6 +101,7 @@ class _ProxyState:
     upstream_origin: str  # "http://host:port", no trailing slash
     upstream_prefix: str  # raw path prefix of cfg.upstream without trailing slash ("" or "/api")
     request_gate: RequestGate | None
+    debug: bool = False  # per-request log lines (and the request-id binding they need) only then
 
 
 UPSTREAM_SESSION_KEY = web.AppKey("apiward_upstream_session", aiohttp.ClientSession)
@@ -153,6 +159,14 @@ class _RequestBody:
         (nothing forwarded yet) and an enforce-mode gate sees the start of the body."""
         self._first = await self._read()
 
+    async def read_all(self) -> bytes:
+        """The whole body, for small declared lengths (``SMALL_BODY``); same caps and timeouts."""
+        parts = [self._first] if self._first else []
+        self._first = b""
+        while chunk := await self._read():
+            parts.append(chunk)
+        return b"".join(parts)
+
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._first:
             first, self._first = self._first, b""
@@ -200,6 +214,7 @@ def build_proxy_app(
         upstream_origin=str(base.origin()).rstrip("/"),
         upstream_prefix=base.raw_path.rstrip("/"),
         request_gate=request_gate,
+        debug=cfg.log_level == "debug",
     )
     # client_max_size only applies to request.read()/post(), which the proxy never calls; it is set
     # low so that an accidental full read fails loudly instead of buffering a large body.
@@ -320,6 +335,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         t0=time.perf_counter(),
     )
     body = _RequestBody(request.content, state.cfg)
+    if not state.debug:  # binding contextvars costs more than a small request's analysis
+        try:
+            return await _proxy(request, state, cap, body)
+        finally:
+            _submit(request, state, cap, body)
     with structlog.contextvars.bound_contextvars(request_id=cap.request_id):
         try:
             return await _proxy(request, state, cap, body)
@@ -394,12 +414,22 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
         headers["Content-Length"] = "0"
 
     session = request.app[UPSTREAM_SESSION_KEY]
+    data: bytes | AsyncIterator[bytes] | None = None
+    if has_body:
+        small = request.content_length is not None and request.content_length <= SMALL_BODY
+        if small and "Transfer-Encoding" not in request.headers:
+            try:
+                data = await body.read_all()
+            except _BodyAbort:
+                return await _body_failure_answer(request, state, cap, body)
+        else:
+            data = body.chunks()
     try:
         async with session.request(
             request.method,
             url,
             headers=headers,
-            data=body.chunks() if has_body else None,
+            data=data,
             allow_redirects=False,  # redirects are the client's business
         ) as upstream:
             return await _relay_response(request, state, cap, upstream)
@@ -458,6 +488,16 @@ async def _relay_response(
     headers[REQUEST_ID_HEADER] = cap.request_id
     cap.status = upstream.status
     cap.response_headers = CIMultiDictProxy(CIMultiDict(upstream.headers))
+    length = upstream.content_length
+    if (
+        length is not None
+        and length <= SMALL_BODY
+        and request.method != "HEAD"
+        and upstream.status >= 200
+        and upstream.status not in (204, 304)
+        and "Transfer-Encoding" not in upstream.headers
+    ):
+        return await _relay_small_response(request, state, cap, upstream, headers)
     out = _PassThroughResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     prefix = bytearray()
     cap.response_started = True
@@ -497,6 +537,44 @@ async def _relay_response(
             _cut(request)
             return _client_gone(state, cap, upstream, out)
     cap.response_prefix = bytes(prefix)
+    return out
+
+
+class _PassThroughSmallResponse(web.Response):
+    """The one-write form of ``_PassThroughResponse`` for bodies read whole (same header rules)."""
+
+    async def _prepare_headers(self) -> None:
+        had_type = "Content-Type" in self.headers
+        had_server = "Server" in self.headers
+        await super()._prepare_headers()
+        if not had_type:
+            self.headers.popall("Content-Type", None)
+        if not had_server:
+            self.headers.popall("Server", None)
+
+
+async def _relay_small_response(
+    request: web.Request,
+    state: _ProxyState,
+    cap: _Capture,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+) -> web.StreamResponse:
+    """Read a small, length-framed upstream body whole, then send status, headers and body in one
+    write. Nothing has reached the client while the body is read, so an upstream failure here still
+    becomes a clean 502/504 (the caller handles the exception)."""
+    data = await upstream.read()
+    cap.response_size = len(data)
+    cap.response_prefix = data[: state.cfg.inspect_bytes]
+    out = _PassThroughSmallResponse(status=upstream.status, reason=upstream.reason, headers=headers, body=data)
+    cap.response_started = True
+    try:
+        async with asyncio.timeout(state.cfg.client_body_timeout):
+            await out.prepare(request)
+            await out.write_eof()
+    except (ConnectionError, TimeoutError):
+        _cut(request)
+        return _client_gone(state, cap, upstream, out)
     return out
 
 

@@ -417,8 +417,28 @@ async def test_504_on_connect_timeout(client: aiohttp.ClientSession) -> None:
     assert counters.upstream_timeouts_504 == 1 and ex.upstream_error == "connect_timeout"
 
 
-async def test_upstream_abort_mid_response_cuts_client(client: aiohttp.ClientSession) -> None:
+async def test_small_response_failing_mid_body_is_a_clean_504(client: aiohttp.ClientSession) -> None:
+    # Small length-framed bodies are read whole before anything is sent: an upstream that stalls
+    # mid-body still gets the client an honest status instead of a truncated 200.
     raw = await RawUpstream(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly-a-little").start()
+    sink = RecordingSink()
+    try:
+        async with running_proxy(cfg_for(raw.url, read_timeout=0.5), sink) as (port, counters):
+            async with client.get(f"http://127.0.0.1:{port}/short") as resp:
+                assert resp.status == 504
+                problem = await resp.json(content_type=None)
+                assert problem["status"] == 504 and problem["request_id"] == resp.headers["X-Request-ID"]
+            (ex,) = await sink.wait_for(1)
+    finally:
+        await raw.stop()
+    assert counters.upstream_timeouts_504 == 1 and counters.upstream_aborts == 0
+    assert ex.status == 504
+
+
+async def test_upstream_abort_mid_response_cuts_client(client: aiohttp.ClientSession) -> None:
+    # Above SMALL_BODY the response streams: once headers are out, cutting the connection is the
+    # only honest signal left.
+    raw = await RawUpstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly-a-little").start()
     sink = RecordingSink()
     try:
         async with running_proxy(cfg_for(raw.url, read_timeout=0.5), sink) as (port, counters):
@@ -657,21 +677,28 @@ async def test_408_when_client_body_stalls(upstream: Upstream) -> None:
     assert counters.client_body_timeouts == 1 and ex.upstream_error == "client_body_timeout"
 
 
-async def test_stall_mid_upload_aborts_upstream(upstream: Upstream) -> None:
+@pytest.mark.parametrize(
+    ("declared", "aborted_upstream"),
+    [
+        (100, 0),  # small body: read whole before forwarding, so the upstream sees nothing at all
+        (200_000, 1),  # streamed body: the first chunk went upstream, the upload is cut
+    ],
+)
+async def test_stall_mid_upload_aborts_upstream(upstream: Upstream, declared: int, aborted_upstream: int) -> None:
     sink = RecordingSink()
     async with running_proxy(cfg_for(upstream.url, client_body_timeout=0.3), sink) as (port, counters):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n0123456789" % declared)
         await writer.drain()
         await asyncio.sleep(0.1)
-        writer.write(b"abcdefghij")  # a second chunk: the first one has gone upstream by now
+        writer.write(b"abcdefghij")  # a second chunk, then silence
         async with asyncio.timeout(5):
             out = await reader.read()
         writer.close()
         (ex,) = await sink.wait_for(1)
     assert out.startswith(b"HTTP/1.1 408 ") or out == b""
     assert upstream.seen == []  # the upstream never got a complete request ...
-    assert upstream.aborted_uploads == 1  # ... only a cut one
+    assert upstream.aborted_uploads == aborted_upstream  # ... at most a cut one
     assert counters.client_body_timeouts == 1 and ex.request_body_size == 20
 
 
