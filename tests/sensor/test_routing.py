@@ -19,8 +19,8 @@ from sensor.routing import (
     normalise_path,
     query_param_names,
 )
+from tests.corpora import SPECS
 
-SPECS = Path("/work/shared/corpora/specs")
 PETSTORE3 = SPECS / "swagger-petstore" / "openapi.yaml"
 PETSTORE_EXPANDED = SPECS / "oai-examples" / "petstore-expanded.yaml"
 USPTO = SPECS / "oai-examples" / "uspto.yaml"
