@@ -106,7 +106,7 @@ _CARD_ISSUERS: Final[tuple[tuple[int, int, int, frozenset[int]], ...]] = (
     (4, 3528, 3589, frozenset({16, 17, 18, 19})),  # JCB
     (3, 300, 305, frozenset({14, 15, 16, 17, 18, 19})),  # Diners Club
     (2, 36, 36, frozenset({14, 15, 16, 17, 18, 19})),  # Diners Club
-    (2, 38, 39, frozenset({16, 17, 18, 19})),  # Diners Club
+    (2, 38, 39, frozenset({14, 15, 16, 17, 18, 19})),  # Diners Club
     (2, 62, 62, frozenset({16, 17, 18, 19})),  # UnionPay
     (4, 2200, 2204, frozenset({16, 17, 18, 19})),  # Mir
     (4, 5018, 5018, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),  # Maestro
@@ -120,7 +120,9 @@ _CARD_ISSUERS: Final[tuple[tuple[int, int, int, frozenset[int]], ...]] = (
 
 # How people group card digits: no separator, groups of four (the last may be short), or the
 # 4-6-5 / 4-6-4 layout of Amex and Diners. Anything else ("4111 11 1111111111") is not a card.
-_CARD_GROUPING: Final = re.compile(r"\d+|\d{4}(?:([ -])\d{4})(?:\1\d{4}){1,2}(?:\1\d{1,4})?|\d{4}([ -])\d{6}\2\d{4,5}", re.ASCII)
+_CARD_GROUPING: Final = re.compile(
+    r"\d+|\d{4}(?:([ -])\d{4})(?:\1\d{4}){1,2}(?:\1\d{1,4})?|\d{4}([ -])\d{6}\2\d{4,5}", re.ASCII
+)
 
 
 def credit_card(candidate: str) -> bool:
@@ -174,14 +176,19 @@ def iban(candidate: str) -> bool:
 
 # ISO 3166-1 alpha-2 codes (plus XK, used by banks for Kosovo): the country part of a BIC.
 _ISO_COUNTRIES: Final = frozenset(
-    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT
-    BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER
-    ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID
-    IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV
-    LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR
-    NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL
-    SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC
-    VE VG VI VN VU WF WS XK YE YT ZA ZM ZW""".split()
+    code
+    for line in (
+        "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ",
+        "BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM",
+        "DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS",
+        "GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN",
+        "KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ",
+        "MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM",
+        "PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV",
+        "SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI",
+        "VN VU WF WS XK YE YT ZA ZM ZW",
+    )
+    for code in line.split()
 )
 _BIC: Final = re.compile(r"[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?", re.ASCII)
 
@@ -340,7 +347,9 @@ _CF_ODD: Final[dict[str, int]] = dict(
         strict=True,
     )
 )  # fmt: skip
-_CF: Final = re.compile(r"[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]", re.ASCII)
+_CF: Final = re.compile(
+    r"[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]", re.ASCII
+)
 
 
 def it_codice_fiscale(candidate: str) -> bool:
@@ -394,7 +403,7 @@ def fr_insee(candidate: str) -> bool:
     body = value[:13]
     # Corsica: 2A and 2B are replaced by 19 and 18 for the key computation.
     if m.group(4) == "2A":
-        number = int(body.replace("2A", "19", 1)) 
+        number = int(body.replace("2A", "19", 1))
     elif m.group(4) == "2B":
         number = int(body.replace("2B", "18", 1))
     else:
@@ -586,10 +595,10 @@ def birth_date(candidate: str) -> bool:
     value = candidate.strip()[:10] if "T" in candidate else candidate.strip()
     for fmt in _DATE_FORMATS:
         try:
-            day = _dt.datetime.strptime(value, fmt).date()  # noqa: DTZ007 - a calendar date, no zone
+            day = _dt.datetime.strptime(value, fmt).date()
         except ValueError:
             continue
-        return 1900 <= day.year and day <= _dt.date.today()
+        return day.year >= 1900 and day <= _dt.date.today()
     return False
 
 

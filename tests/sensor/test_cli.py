@@ -1,0 +1,84 @@
+"""``apiward-sensor`` as an operator runs it: one-line errors, a real process, admin endpoints."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+
+def run_sensor(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensor.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "inline mode needs --upstream URL"),
+        (("--upstream", "ftp://x"), "--upstream must be an http(s) URL"),
+        (("--upstream", "http://127.0.0.1:1", "--window", "0"), "--window must be between 1 and 3600"),
+        (("--upstream", "http://127.0.0.1:1", "--trusted-proxies", "10.0.0.0/33"), "not a CIDR"),
+        (("--upstream", "http://127.0.0.1:1", "--listen", "nowhere"), "listen address must be HOST:PORT"),
+        (("--upstream", "http://127.0.0.1:1", "--config", "/nonexistent.yaml"), "cannot read config file"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    done = run_sensor(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("apiward-sensor: error:") and message in lines[0]
+
+
+def test_config_file_unknown_key_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "sensor.yaml"
+    cfg.write_text("upstream: http://127.0.0.1:1\nwindoww: 5\n")
+    done = run_sensor("--config", str(cfg))
+    assert done.returncode == 2 and "unknown setting(s) windoww" in done.stderr
+
+
+def test_sensor_process_serves_admin_endpoints_and_stops_on_sigterm(tmp_path: Path) -> None:
+    listen, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor.cli", "--upstream", "http://127.0.0.1:9", "--listen", f"127.0.0.1:{listen}",
+         "--admin-listen", f"127.0.0.1:{admin}", "--state-dir", str(tmp_path / "state"), "--window", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=1) as resp:
+                    health = json.load(resp)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert health is not None and health["status"] == "ok"
+        # the upstream (port 9) refuses: the proxy answers 502 with a problem document, and counts it
+        req = urllib.request.Request(f"http://127.0.0.1:{listen}/anything")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code == 502
+        problem = json.loads(err.value.read())
+        assert problem["status"] == 502 and problem["request_id"] == err.value.headers["X-Request-ID"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as resp:
+            metrics = resp.read().decode()
+        assert "apiward_sensor_upstream_errors_total 1.0" in metrics
+        assert "apiward_sensor_exchanges_total 1.0" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err_text = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err_text
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert "sensor_started" in events and "sensor_stopped" in events
+    assert (tmp_path / "state" / "principal.key").exists()
