@@ -18,6 +18,7 @@ import yaml
 from multidict import MultiDict
 
 from apiward.logs import get_logger
+from sensor.classify import Classifier, DatatypesError
 from sensor.config import ConfigError, SensorConfig
 from sensor.evidence import (
     EvidenceConfig,
@@ -89,6 +90,10 @@ class Pipeline(ExchangeSink):
         self.router = Router(self.api, max_templates=cfg.max_templates, cache_size=cfg.route_cache_size)
         for path in cfg.specs:
             self.router.load_openapi(load_spec_file(path), self.api)
+        try:
+            self.classifier = Classifier.from_policies(cfg.policies)
+        except DatatypesError as exc:  # a bad policy file stops start-up with its file and line
+            raise ConfigError(str(exc)) from exc
         self.counters = PipelineCounters()
 
     def analyse(self, ex: Exchange) -> Observation:
@@ -118,6 +123,7 @@ class Pipeline(ExchangeSink):
             complete=len(ex.request_body) >= ex.request_body_size,
         )
         params.extend(("body", name) for name in body_names)
+        data_types = self.classifier.classify_exchange(ex).data_types
         return Observation(
             route=route,
             method=ex.method,
@@ -130,6 +136,7 @@ class Pipeline(ExchangeSink):
             response_size=ex.response_body_size,
             latency_ms=ex.duration_ms,
             params=tuple(params),
+            data_types=data_types,
             request_id=ex.request_id,
         )
 
