@@ -27,9 +27,9 @@ def luhn_complete(prefix: str, length: int) -> str:
     while len(digits) < length - 1:
         digits.append(random.randint(0, 9))
     total = 0
-    for i, d in enumerate(reversed(digits)):
-        d = d * 2 if i % 2 == 0 else d
-        total += d - 9 if d > 9 else d
+    for i, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if i % 2 == 0 else digit
+        total += doubled - 9 if doubled > 9 else doubled
     return "".join(map(str, digits)) + str((10 - total % 10) % 10)
 
 
