@@ -67,7 +67,8 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def run_wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "wrk_request.lua"), url]
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    cmd = ["wrk", "-t1", f"-c{connections}", duration, "--latency", "-s", str(HERE / "wrk_request.lua"), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     return parse_wrk(out)
 
