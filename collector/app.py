@@ -18,18 +18,22 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from apiward.logs import get_logger
+from collector import posture_handlers, posture_jobs
+from collector import recommendations as recs
 from collector.auth import Authenticator
-from collector.handlers import ROUTES, Handler
+from collector.handlers import ROUTES as CORE_ROUTES
+from collector.handlers import Handler
 from collector.metrics import CollectorMetrics
 from collector.problems import ApiError, problem_response
 from collector.settings import CollectorSettings, Role
-from collector.state import AUTH, CALLER, METRICS, OPENAPI, SETTINGS, STORE, StoreSlot
+from collector.state import AUTH, CALLER, METRICS, OPENAPI, RECOMMENDATIONS, SETTINGS, STORE, StoreSlot
 from collector.store import InvalidCursor, Store
 
 log = get_logger("collector.app")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-_ROLES: dict[tuple[str, str], Role | None] = {(m, p): role for m, p, _, role in ROUTES}
+ROUTES: list[tuple[str, str, Handler, Role | tuple[Role, ...] | None]] = [*CORE_ROUTES, *posture_handlers.ROUTES]
+_ROLES: dict[tuple[str, str], Role | tuple[Role, ...] | None] = {(m, p): role for m, p, _, role in ROUTES}
 
 
 def _route_label(request: web.Request) -> str:
@@ -64,7 +68,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers)
+        return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra)
     except InvalidCursor as exc:
         return problem_response(400, str(exc))
     except web.HTTPException as exc:
@@ -119,6 +123,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None) -> web.A
     app[METRICS] = CollectorMetrics()
     app[AUTH] = Authenticator(settings.tokens, insecure_dev=settings.insecure_dev)
     app[OPENAPI] = _openapi_document()
+    # A bad recommendations file stops start-up here, with its file and line.
+    app[RECOMMENDATIONS] = recs.load(settings.recommendations_file or recs.DEFAULT_PATH)
     for method, path, handler, _ in ROUTES:
         app.router.add_route(method, path, handler)
 
@@ -136,4 +142,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None) -> web.A
                 slot.store = None
 
     app.cleanup_ctx.append(store_lifecycle)
+    # After the store: cleanup contexts start in order and stop in reverse.
+    app.cleanup_ctx.append(
+        posture_jobs.sweep_context(lambda: app[STORE].store, settings.sweep_seconds, settings.retention_days)
+    )
     return app

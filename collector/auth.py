@@ -47,7 +47,10 @@ class Authenticator:
         return Caller(name=found.name, role=found.role)
 
     @staticmethod
-    def authorize(caller: Caller, needed: Role) -> None:
-        if caller.role is None or caller.role.grants(needed):
+    def authorize(caller: Caller, needed: Role | tuple[Role, ...]) -> None:
+        """``needed`` is one role, or several any of which will do."""
+        roles = needed if isinstance(needed, tuple) else (needed,)
+        if caller.role is None or any(caller.role.grants(r) for r in roles):
             return
-        raise ApiError(403, f"this route needs the {needed.value} role; the token has {caller.role.value}")
+        names = " or ".join(r.value for r in roles)
+        raise ApiError(403, f"this route needs the {names} role; the token has {caller.role.value}")

@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
             tokens_file=args.tokens_file,
             insecure_dev=args.insecure_dev,
             log_level=args.log_level,
+            retention_days=args.retention_days,
         )
     except ConfigError as exc:
         return _fail("serve", str(exc), EXIT_CONFIG)
@@ -142,6 +143,92 @@ def _alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _findings(args: argparse.Namespace) -> int:
+    params = {"type": args.type, "severity": args.severity, "status": args.status, "api": args.api}
+    try:
+        items = _client(args).get_all("/api/v1/findings", params, args.limit)
+    except ClientError as exc:
+        return _fail("findings", str(exc))
+    if args.json:
+        _print_json({"items": items, "next_cursor": None})
+        return 0
+    rows = [
+        [f["severity"], f["status"], f["type"], f["endpoint"]["api"],
+         f"{f['endpoint']['method']} {f['endpoint']['path']}", short_time(f["last_seen"])]
+        for f in items
+    ]
+    print(table(["severity", "status", "type", "api", "endpoint", "last seen"], rows))
+    return 0
+
+
+def _recommendations(args: argparse.Namespace) -> int:
+    try:
+        items = _client(args).get("/api/v1/recommendations")["items"]
+    except ClientError as exc:
+        return _fail("recommendations", str(exc))
+    if args.json:
+        _print_json({"items": items, "next_cursor": None})
+        return 0
+    rows = [[r["status"], r["severity"], r["title"], len(r["affected_endpoints"])] for r in items]
+    print(table(["status", "severity", "recommendation", "affected endpoints"], rows))
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from collector.explorer import TEMPLATES_BY_ID, resolve
+
+    _, template = resolve(args.template_or_filter)
+    body = {"template": template.id} if template and template.id in TEMPLATES_BY_ID else {
+        "filter": args.template_or_filter
+    }
+    client = _client(args)
+    items: list[Any] = []
+    params: dict[str, str] = {"limit": str(min(500, args.limit or 500))}
+    try:
+        while True:
+            page = client.post("/api/v1/query", json.dumps(body).encode(), params)
+            items += page["items"]
+            if not page["next_cursor"] or (args.limit and len(items) >= args.limit):
+                break
+            params["cursor"] = page["next_cursor"]
+    except ClientError as exc:
+        return _fail("query", str(exc))
+    items = items[: args.limit] if args.limit else items
+    if args.json:
+        _print_json({"items": items, "next_cursor": None})
+        return 0
+    rows = [
+        [e["api"], e["name"], f"{e['method']} {e['path']}", e["status"], e["authentication"],
+         "yes" if e["external_traffic_observed"] else "no", e["sensitivity"], e["risk"]["score"], e["findings_count"]]
+        for e in items
+    ]
+    print(table(["api", "name", "endpoint", "status", "authentication", "external", "sensitivity", "risk",
+                 "findings"], rows))
+    return 0
+
+
+def _import_spec(args: argparse.Namespace) -> int:
+    from collector.specs import SpecError, read_source
+
+    try:
+        data, source = read_source(args.source)
+    except SpecError as exc:
+        return _fail("import-spec", str(exc))
+    params = {"api": args.api, "source": source[:2048]}
+    try:
+        result = _client(args).post("/api/v1/specs", data, params, content_type="application/octet-stream")
+    except ClientError as exc:
+        return _fail("import-spec", str(exc))
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"imported {result['operations']} operations ({result['spec_format']}) into API {result['api']!r}; "
+        f"{result['new_endpoints']} new endpoints"
+    )
+    return 0
+
+
 def _reader_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--collector",
@@ -172,6 +259,10 @@ def add_commands(subparsers: Any) -> None:
         "--insecure-dev", action="store_true", help="no tokens, everything open (loopback addresses only)"
     )
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--retention-days", type=int, default=None, metavar="N",
+        help="roll per-window rows older than N days into hourly rows (env APIWARD_RETENTION_DAYS, default 14)",
+    )
     serve.set_defaults(func=_serve)
 
     inv = subparsers.add_parser("inventory", help="inventory counts and sensors")
@@ -195,3 +286,30 @@ def add_commands(subparsers: Any) -> None:
     alerts.add_argument("--severity", choices=["high", "medium", "low", "informational"])
     alerts.add_argument("--status", choices=["active", "resolved", "dismissed"])
     alerts.set_defaults(func=_alerts)
+
+    findings = subparsers.add_parser("findings", help="posture findings, highest severity first")
+    _reader_options(findings)
+    findings.add_argument("--type", help="finding type, e.g. shadow_endpoint")
+    findings.add_argument("--severity", choices=["high", "medium", "low", "informational"])
+    findings.add_argument("--status", choices=["open", "resolved"], default="open")
+    findings.add_argument("--api", help="API name or id")
+    findings.set_defaults(func=_findings)
+
+    rec = subparsers.add_parser("recommendations", help="recommendations with status and affected endpoints")
+    _reader_options(rec)
+    rec.set_defaults(func=_recommendations)
+
+    query = subparsers.add_parser(
+        "query", help="run an explorer template (id or title) or a filter",
+        description='Examples: apiward query internet-exposed-sensitive-data; '
+        'apiward query \'external and authentication = "unauthenticated"\'',
+    )
+    _reader_options(query)
+    query.add_argument("template_or_filter", metavar="TEMPLATE_OR_FILTER")
+    query.set_defaults(func=_query)
+
+    imp = subparsers.add_parser("import-spec", help="import an OpenAPI document (file or URL) into the collector")
+    _reader_options(imp)
+    imp.add_argument("source", metavar="FILE|URL")
+    imp.add_argument("--api", help="API collection name (default: the spec's server host, else its title)")
+    imp.set_defaults(func=_import_spec)

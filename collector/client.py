@@ -26,9 +26,26 @@ class CollectorClient:
         self._timeout = timeout
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("GET", path, params)
+
+    def post(self, path: str, body: bytes, params: dict[str, str] | None = None,
+             content_type: str = "application/json") -> Any:
+        return self.request("POST", path, params, body, content_type)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 (scheme checked)
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (scheme checked)
         if self._token:
             request.add_header("Authorization", f"Bearer {self._token}")
         try:

@@ -9,15 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from apiward.logs import get_logger
-from collector import inventory
+from collector import inventory, posture_jobs
 from collector.alerts import SEVERITIES, alert_view
 from collector.ingest import parse_batch_async, read_body
 from collector.problems import ApiError
 from collector.settings import Role
 from collector.state import CALLER, METRICS, OPENAPI, SETTINGS, store_of
 from collector.store import AlertFilter, EndpointFilter
+from collector.store.posture_store import api_risk
 from collector.store.store import ALERT_STATUSES
 from collector.timefmt import iso
 
@@ -84,8 +86,14 @@ async def post_events(request: web.Request) -> web.Response:
         metrics.batches.labels("rejected").inc()
         log.warning("batch_rejected", status=exc.status, reason=exc.detail[:300])
         raise
-    applied = await store_of(request.app).apply_batch(batch)
+    store = store_of(request.app)
+    applied = await store.apply_batch(batch)
     if applied:
+        try:
+            await posture_jobs.refresh(store, posture_jobs.touched_endpoints(batch))
+        except SQLAlchemyError:
+            # The batch is stored; the periodic sweep re-evaluates these endpoints later.
+            log.warning("posture_refresh_failed", batch_id=batch.batch_id, exc_info=True)
         metrics.batches.labels("ingested").inc()
         metrics.summaries.inc(len(batch.summaries))
         metrics.alerts.inc(len(batch.alerts))
@@ -116,16 +124,20 @@ async def get_inventory(request: web.Request) -> web.Response:
 
 async def list_apis(request: web.Request) -> web.Response:
     _only(request, _PAGING)
-    page = await store_of(request.app).list_apis(_now(), _limit(request), request.query.get("cursor"))
-    return _page([inventory.api_view(a) for a in page.items], page.next_cursor)
+    store, now = store_of(request.app), _now()
+    page = await store.list_apis(now, _limit(request), request.query.get("cursor"))
+    risks = await api_risk(store, [a.id for a in page.items], now)
+    return _page([inventory.api_view(a, risks.get(a.id)) for a in page.items], page.next_cursor)
 
 
 async def get_api(request: web.Request) -> web.Response:
     _only(request, ())
-    row = await store_of(request.app).get_api(request.match_info["id"], _now())
+    store, now = store_of(request.app), _now()
+    row = await store.get_api(request.match_info["id"], now)
     if row is None:
         raise ApiError(404, f"no API with id {request.match_info['id']!r}")
-    return web.json_response(inventory.api_view(row))
+    risks = await api_risk(store, [row.id], now)
+    return web.json_response(inventory.api_view(row, risks.get(row.id)))
 
 
 _METHOD = re.compile(r"[A-Za-z]{1,16}")

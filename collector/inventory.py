@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ RISK_POINTS = {
     "sensitive_data_low": 5,
     "plaintext_traffic": 10,
     "active_alerts": 15,
+    "shadow_endpoint": 15,
 }
 
 
@@ -100,7 +102,13 @@ def sensitivity(types: Iterable[str], mapping: Mapping[str, str] = DEFAULT_SENSI
 
 
 def risk(
-    *, external: bool, unauthenticated: bool, sensitivity_level: str, plaintext: bool, active_alerts: int
+    *,
+    external: bool,
+    unauthenticated: bool,
+    sensitivity_level: str,
+    plaintext: bool,
+    active_alerts: int,
+    shadow: bool = False,
 ) -> dict[str, Any]:
     factors: list[dict[str, Any]] = []
 
@@ -117,14 +125,59 @@ def risk(
         add("plaintext_traffic")
     if active_alerts > 0:
         add("active_alerts")
+    if shadow:
+        add("shadow_endpoint")
     return {"score": min(100, sum(f["points"] for f in factors)), "factors": factors}
+
+
+def is_shadow(f: EndpointFacts) -> bool:
+    """Called, in an API that has an imported spec, and not declared there."""
+    return f.api_has_spec and not f.in_spec and f.last_called is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """The fields every consumer (views, findings, recommendations) derives the same way."""
+
+    status: str
+    authentication: str
+    external: bool
+    sensitivity: str
+    plaintext: bool
+    shadow: bool
+    risk: dict[str, Any]
+
+
+def derive(f: EndpointFacts, now: datetime) -> Derived:
+    """Derived facts with the 30-day reset: an endpoint not called for 30 days is back to unknown
+    authentication and no exposure (its data types already come filtered to 30 days by the store);
+    the SQL mirrors in ``collector.store.store`` and ``collector.fields`` agree with this."""
+    status = endpoint_status(f.last_called, now)
+    recent = status == "active"
+    auth = (
+        authentication(f.unauthenticated_success, f.authenticated_success, f.unauthenticated_rejected)
+        if recent
+        else "unknown"
+    )
+    external = f.last_external is not None and f.last_external >= now - timedelta(days=ACTIVE_DAYS)
+    level = sensitivity(d.type for d in f.data_types)
+    plaintext = recent and f.plaintext_requests > 0
+    shadow = is_shadow(f)
+    score = risk(
+        external=external,
+        unauthenticated=auth == "unauthenticated",
+        sensitivity_level=level,
+        plaintext=plaintext,
+        active_alerts=f.active_alerts,
+        shadow=shadow,
+    )
+    return Derived(status, auth, external, level, plaintext, shadow, score)
 
 
 def endpoint_view(f: EndpointFacts, now: datetime) -> dict[str, Any]:
     """One row of the inventory: the endpoint fields of DESIGN.md section 5."""
-    auth = authentication(f.unauthenticated_success, f.authenticated_success, f.unauthenticated_rejected)
-    status = endpoint_status(f.last_called, now)
-    level = sensitivity(d.type for d in f.data_types)
+    d = derive(f, now)
+    status, auth, level = d.status, d.authentication, d.sensitivity
     return {
         "id": f.id,
         "api": f.api,
@@ -137,26 +190,24 @@ def endpoint_view(f: EndpointFacts, now: datetime) -> dict[str, Any]:
         "last_called": iso(f.last_called),
         "inactive_30d": status != "active",
         "authentication": auth,
-        "auth_schemes": dict(sorted(f.auth_schemes.items())),
-        "external_traffic_observed": iso(f.last_external),
+        "auth_schemes": dict(sorted(f.auth_schemes.items())) if status == "active" else {},
+        "external_traffic_observed": iso(f.last_external) if d.external else None,
         "data_classification": data_classification(f.data_types),
         "sensitivity": level,
-        "risk": risk(
-            external=f.last_external is not None,
-            unauthenticated=auth == "unauthenticated",
-            sensitivity_level=level,
-            plaintext=f.plaintext_requests > 0,
-            active_alerts=f.active_alerts,
-        ),
-        "findings_count": 0,  # posture findings arrive with collector/posture.py
+        "shadow": d.shadow,
+        "deprecated": f.deprecated,
+        "risk": d.risk,
+        "findings_count": f.findings_count,
         "alerts_count": f.active_alerts,
         "first_seen": iso(f.first_seen),
         "requests_30d": f.requests_30d,
     }
 
 
-def api_view(row: ApiRow) -> dict[str, Any]:
+def api_view(row: ApiRow, risk_summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An API collection; ``risk_summary`` is its highest endpoint score and the factors' endpoint counts."""
     return {
+        "risk": dict(risk_summary or {"score": 0, "factors": []}),
         "id": row.id,
         "name": row.name,
         "first_seen": iso(row.first_seen),

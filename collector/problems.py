@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 
@@ -15,19 +16,31 @@ class ApiError(Exception):
     """Raised by handlers and middlewares; the error middleware answers it as a problem document."""
 
     def __init__(
-        self, status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.title = title or HTTPStatus(status).phrase
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})  # RFC 9457 extension members, e.g. a parse error's position
 
 
 def problem_response(
-    status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    body = {
+    body: dict[str, Any] = {**(extra or {}),
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
         "status": status,

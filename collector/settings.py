@@ -60,6 +60,10 @@ class CollectorSettings:
     max_body_bytes: int = 8 * 1024 * 1024  # compressed (wire) size of one batch
     max_decompressed_bytes: int = 64 * 1024 * 1024  # after gzip: bounds decompression bombs
     log_level: str = "info"
+    max_spec_bytes: int = 32 * 1024 * 1024  # one imported OpenAPI document (Stripe's is 4 MB of YAML)
+    retention_days: int = 14  # per-window rows older than this are rolled into hourly rows
+    sweep_seconds: float = 300.0  # periodic posture pass (time-based findings, reset, retention); 0 = off
+    recommendations_file: str | None = None  # default: policies/recommendations.yaml
 
     def validate(self) -> CollectorSettings:
         if not 0 <= self.port <= 65535:
@@ -71,6 +75,10 @@ class CollectorSettings:
             raise ConfigError("max_body_bytes must be between 1 KiB and 1 GiB")
         if self.max_decompressed_bytes < self.max_body_bytes:
             raise ConfigError("max_decompressed_bytes must be at least max_body_bytes")
+        if not 1 <= self.retention_days <= 3650:
+            raise ConfigError(f"retention days must be between 1 and 3650, not {self.retention_days}")
+        if self.sweep_seconds < 0:
+            raise ConfigError("the posture sweep interval must not be negative")
         seen: dict[bytes, Role] = {}
         for token in self.tokens:
             other = seen.setdefault(token.digest, token.role)
@@ -183,6 +191,7 @@ def load_settings(
     insecure_dev: bool = False,
     log_level: str | None = None,
     environ: Mapping[str, str] | None = None,
+    retention_days: int | None = None,
 ) -> CollectorSettings:
     """Build validated settings from flags and ``APIWARD_*`` variables (flags win)."""
     environ = os.environ if environ is None else environ
@@ -193,6 +202,12 @@ def load_settings(
     settings.database_url = database or environ.get("APIWARD_DATABASE") or settings.database_url
     settings.log_level = log_level or environ.get("APIWARD_LOG_LEVEL") or settings.log_level
     settings.insecure_dev = insecure_dev
+    retention = retention_days if retention_days is not None else environ.get("APIWARD_RETENTION_DAYS")
+    if retention is not None:
+        try:
+            settings.retention_days = int(retention)
+        except ValueError as exc:
+            raise ConfigError(f"retention days must be an integer, not {retention!r}") from exc
     settings.tokens = tokens_from_env(environ)
     tokens_file = tokens_file or environ.get("APIWARD_TOKENS_FILE")
     if tokens_file:

@@ -9,6 +9,7 @@ from aiohttp import web
 from collector.auth import Authenticator, Caller
 from collector.metrics import CollectorMetrics
 from collector.problems import ApiError
+from collector.recommendations import Recommendation
 from collector.settings import CollectorSettings
 from collector.store import Store
 
@@ -25,6 +26,7 @@ STORE = web.AppKey("store", StoreSlot)
 METRICS = web.AppKey("metrics", CollectorMetrics)
 AUTH = web.AppKey("auth", Authenticator)
 OPENAPI = web.AppKey("openapi", bytes)
+RECOMMENDATIONS = web.AppKey("recommendations", list[Recommendation])
 CALLER = web.RequestKey("caller", Caller)  # set by the auth middleware on protected routes
 
 

@@ -30,6 +30,7 @@ from sensor.mirror import start_mirror
 from sensor.pipeline import Pipeline
 from sensor.proxy import ProxyCounters, start_proxy
 from sensor.shipper import Shipper
+from sensor.spec_sync import SpecSync
 from sensor.summary import SummaryAggregator
 
 log = get_logger("sensor.app")
@@ -89,6 +90,13 @@ class SensorRuntime:
             stats=self.stats,
             backoff_max=cfg.ship_backoff_max,
         )
+        # Spec templates imported at the collector reach this sensor's router (pipeline.router).
+        self.spec_sync: SpecSync | None = None
+        if cfg.collector and cfg.spec_sync_interval > 0:
+            self.spec_sync = SpecSync(
+                cfg.collector, cfg.ingest_token, self.pipeline.api, lambda: self.pipeline.router,
+                interval=cfg.spec_sync_interval,
+            )
         self._runners: list[web.AppRunner] = []
         self._flush_task: asyncio.Task[None] | None = None
         self.listen_port: int | None = None
@@ -121,6 +129,8 @@ class SensorRuntime:
             self._runners.append(admin)
             self.admin_port = _bound_port(admin)
         self._flush_task = asyncio.create_task(self._flush_loop(), name="summary-flush")
+        if self.spec_sync is not None:
+            self.spec_sync.start()
         log.info(
             "sensor_started",
             mode=self.cfg.mode,
@@ -136,6 +146,8 @@ class SensorRuntime:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self.spec_sync is not None:
+            await self.spec_sync.stop()
         if self._flush_task:
             self._flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="apiward sensor: an inline reverse proxy or mirror receiver that summarises API "
         "traffic and ships it to the collector. Flags win over --config, which wins over APIWARD_* "
         "environment variables.",
+        epilog="To analyse a capture instead: apiward-sensor replay FILE.har|FILE.flows (see replay --help).",
     )
     p.add_argument("--version", action="version", version=f"apiward-sensor {__version__}")
     p.add_argument("--upstream", help="backend base URL (inline mode), e.g. http://127.0.0.1:9000")
@@ -64,6 +65,12 @@ async def run(cfg: SensorConfig, stop: asyncio.Event | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["replay"]:
+        # A subcommand without turning the sensor's own flags into a subparser (they stay as they are).
+        from sensor import replay
+
+        return replay.main(argv[1:])
     args = build_parser().parse_args(argv)
     flags: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "config"}
     try:

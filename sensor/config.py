@@ -63,6 +63,8 @@ class SensorConfig:
     tls_client_ca: str | None = None  # CA bundle: client certificates are verified when presented
     record_max_bytes: int = 8 * 1024 * 1024  # one POST of exchange records (mirror listener)
     record_max_batch: int = 100  # records in one JSON array
+    # spec templates pulled from the collector (sensor/spec_sync.py); 0 turns the pull off
+    spec_sync_interval: float = 60.0
 
     def validate(self) -> SensorConfig:
         if self.mode not in ("inline", "mirror"):

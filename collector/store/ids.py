@@ -21,3 +21,7 @@ def endpoint_id(api: str, method: str, path: str) -> str:
 
 def alert_id(type_: str, api: str, method: str, path: str, *, client_ip: str, principal: str) -> str:
     return _digest("alert", type_, api, method.upper(), path, client_ip, principal)
+
+
+def finding_id(type_: str, endpoint_id: str) -> str:
+    return _digest("finding", type_, endpoint_id)

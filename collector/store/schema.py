@@ -222,3 +222,80 @@ alerts = sa.Table(
     sa.Index("ix_alerts_last_seen", "last_seen", "id"),
     sa.Index("ix_alerts_endpoint", "endpoint_id", "status"),
 )
+
+# --- version 2: imported specs, posture findings ----------------------------------------------
+
+# One row per API that has an imported spec; re-importing replaces it. ``operations`` is the compact
+# operation list the sensors pull (``GET /api/v1/specs/templates``); ``etag`` is its content hash.
+specs = sa.Table(
+    "specs",
+    metadata,
+    sa.Column("api_id", ID, sa.ForeignKey("apis.id"), primary_key=True),
+    sa.Column("api", sa.String(200), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),  # the document's info.version
+    sa.Column("spec_format", sa.String(32), nullable=False),  # "swagger 2.0", "openapi 3.1.0"
+    sa.Column("base_url", sa.String(2048), nullable=False),
+    sa.Column("base_path", sa.String(2048), nullable=False),
+    sa.Column("source", sa.String(2048), nullable=False),  # file name or URL it came from
+    sa.Column("operations", sa.JSON, nullable=False),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("imported_at", UTCDateTime, nullable=False),
+)
+
+# The spec's word on one endpoint. A row here means "declared in the API's current spec"; an
+# endpoint of an API with a spec and no row here is a shadow endpoint.
+endpoint_spec = sa.Table(
+    "endpoint_spec",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("api_id", ID, nullable=False),
+    sa.Column("operation_id", sa.String(200), nullable=True),
+    sa.Column("deprecated", sa.Boolean, nullable=False),
+    sa.Column("security", sa.JSON, nullable=False),  # list of scheme names; [] = declared open
+    sa.Column("security_declared", sa.Boolean, nullable=False),  # False: spec says nothing
+    sa.Column("params", sa.JSON, nullable=False),  # [{"location", "name"}], sensor locations
+    sa.Column("body_declared", sa.Boolean, nullable=False),  # request body properties are known
+    sa.Index("ix_endpoint_spec_api", "api_id"),
+)
+
+# Posture findings; the id is a hash of (type, endpoint), so re-evaluation updates in place.
+findings = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("endpoint_id", ID, nullable=False),
+    sa.Column("api_id", ID, nullable=False),
+    sa.Column("api", sa.String(200), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(2048), nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open | resolved
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+    sa.Index("ix_findings_endpoint", "endpoint_id", "status"),
+    sa.Index("ix_findings_order", "status", "severity", "id"),
+)
+
+# Hourly roll-up of ``endpoint_windows`` once the per-window rows pass the retention age.
+endpoint_hourly = sa.Table(
+    "endpoint_hourly",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("requests", Count, nullable=False),
+    sa.Column("windows", Count, nullable=False),
+    sa.Column("latency_p95_max", sa.Float, nullable=False),
+    sa.Column("latency_max", sa.Float, nullable=False),
+    sa.Column("request_size_max", sa.Float, nullable=False),
+    sa.Column("response_size_max", sa.Float, nullable=False),
+)
+
+V1_TABLES = (
+    "batches", "sensors", "apis", "endpoints", "endpoint_daily", "endpoint_auth", "endpoint_status",
+    "endpoint_params", "endpoint_data_types", "endpoint_windows", "alerts",
+)
+V2_TABLES = ("specs", "endpoint_spec", "findings", "endpoint_hourly")

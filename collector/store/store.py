@@ -38,6 +38,7 @@ ALERT_STATUSES = ("active", "resolved", "dismissed")
 # upsert takes its DO UPDATE path.
 _RETRY_SQLSTATES = {"40P01", "40001", "23505"}
 _MAX_ATTEMPTS = 6
+_CHUNK = 500  # ids per IN (...) list
 
 
 class InvalidCursor(ValueError):
@@ -84,8 +85,18 @@ class EndpointFacts:
     requests_30d: int = 0
     auth_schemes: dict[str, int] = field(default_factory=dict)
     status_classes: dict[str, int] = field(default_factory=dict)
-    data_types: list[DataTypeRow] = field(default_factory=list)
+    data_types: list[DataTypeRow] = field(default_factory=list)  # seen in the last 30 days
     active_alerts: int = 0
+    active_high_alerts: int = 0
+    # The imported spec's word (collector.specs); ``api_has_spec`` makes a missing row a shadow.
+    api_has_spec: bool = False
+    in_spec: bool = False
+    deprecated: bool = False
+    spec_security: list[list[str]] | None = None
+    spec_params: list[tuple[str, str]] = field(default_factory=list)
+    body_declared: bool = False
+    recent_params: list[ParamRow] = field(default_factory=list)  # seen in the last 30 days
+    findings_count: int = 0  # open findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +224,17 @@ def status_expr(now: datetime) -> sa.ColumnElement[str]:
     )
 
 
-def auth_expr() -> sa.ColumnElement[str]:
+def recent_cutoff(now: datetime) -> datetime:
+    """Facts older than this do not count any more (the 30-day reset)."""
+    return now - timedelta(days=ACTIVE_DAYS)
+
+
+def auth_expr(now: datetime) -> sa.ColumnElement[str]:
     ep = t.endpoints.c
+    recent = ep.last_called >= sa.literal(recent_cutoff(now), t.UTCDateTime())
     return sa.case(
+        # An endpoint not called for 30 days is back to unknown: what it did then says little now.
+        (sa.or_(ep.last_called.is_(None), sa.not_(recent)), sa.literal("unknown")),
         (ep.unauthenticated_success > 0, sa.literal("unauthenticated")),
         (
             sa.or_(ep.authenticated_success > 0, ep.unauthenticated_rejected > 0),
@@ -225,13 +244,20 @@ def auth_expr() -> sa.ColumnElement[str]:
     )
 
 
-def _has_data_types() -> sa.Exists:
-    return sa.exists().where(t.endpoint_data_types.c.endpoint_id == t.endpoints.c.id)
+def external_expr(now: datetime) -> sa.ColumnElement[bool]:
+    return t.endpoints.c.last_external >= sa.literal(recent_cutoff(now), t.UTCDateTime())
+
+
+def _has_data_types(now: datetime) -> sa.Exists:
+    dt = t.endpoint_data_types.c
+    return sa.exists().where(
+        dt.endpoint_id == t.endpoints.c.id, dt.last_seen >= sa.literal(recent_cutoff(now), t.UTCDateTime())
+    )
 
 
 def _count_columns(now: datetime) -> list[sa.Label[Any]]:
     ep = t.endpoints.c
-    status, auth = status_expr(now), auth_expr()
+    status, auth = status_expr(now), auth_expr(now)
 
     def n(cond: sa.ColumnElement[bool], label: str) -> sa.Label[Any]:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0).label(label)
@@ -242,8 +268,8 @@ def _count_columns(now: datetime) -> list[sa.Label[Any]]:
         n(status == "inactive", "inactive"),
         n(status == "awaiting_data", "awaiting_data"),
         n(auth == "unauthenticated", "unauthenticated"),
-        n(ep.last_external.is_not(None), "external"),
-        n(_has_data_types(), "with_sensitive_data"),
+        n(external_expr(now), "external"),
+        n(_has_data_types(now), "with_sensitive_data"),
     ]
 
 
@@ -304,6 +330,14 @@ class Store:
         lock = self._write_lock or contextlib.nullcontext()
         async with lock, self._engine.begin() as conn:
             yield conn
+
+    async def write(self, work: Callable[[AsyncConnection], Any]) -> Any:
+        """Run ``work`` in one write transaction, retried on PostgreSQL deadlocks/serialization."""
+        return await self._retrying(work)
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (with ``on_conflict_do_*``)."""
+        return self._insert(table)
 
     async def _retrying(self, work: Callable[[AsyncConnection], Any]) -> Any:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
@@ -526,12 +560,20 @@ class Store:
         return out
 
     async def list_endpoints(
-        self, now: datetime, filters: EndpointFilter = EndpointFilter(), limit: int = 100, cursor: str | None = None
+        self,
+        now: datetime,
+        filters: EndpointFilter = EndpointFilter(),
+        limit: int = 100,
+        cursor: str | None = None,
+        where: sa.ColumnElement[bool] | None = None,
     ) -> Page[EndpointFacts]:
+        """Endpoints in (api, path, method) order; ``where`` is an extra condition (the explorer's)."""
         ep = t.endpoints.c
         query = sa.select(t.endpoints).order_by(ep.api, ep.path, ep.method).limit(limit + 1)
         for cond in _endpoint_conditions(filters, now):
             query = query.where(cond)
+        if where is not None:
+            query = query.where(where)
         if cursor:
             key = decode_cursor(cursor, 3)
             query = query.where(sa.tuple_(ep.api, ep.path, ep.method) > sa.tuple_(*map(sa.literal, key)))
@@ -547,6 +589,18 @@ class Store:
             rows = (await conn.execute(sa.select(t.endpoints).where(t.endpoints.c.id == endpoint_id))).mappings().all()
             items = await self._endpoint_facts(conn, now, rows)
         return items[0] if items else None
+
+    async def endpoint_facts(self, endpoint_ids: Sequence[str], now: datetime) -> list[EndpointFacts]:
+        """Facts of these endpoints (posture evaluates them), in the inventory's order."""
+        out: list[EndpointFacts] = []
+        ep = t.endpoints.c
+        async with self._engine.connect() as conn:
+            for start in range(0, len(endpoint_ids), _CHUNK):
+                chunk = list(endpoint_ids[start : start + _CHUNK])
+                query = sa.select(t.endpoints).where(ep.id.in_(chunk)).order_by(ep.api, ep.path, ep.method)
+                rows = (await conn.execute(query)).mappings().all()
+                out.extend(await self._endpoint_facts(conn, now, rows))
+        return out
 
     async def _endpoint_facts(
         self, conn: AsyncConnection, now: datetime, rows: Sequence[sa.RowMapping]
@@ -572,10 +626,11 @@ class Store:
             sa.select(st.endpoint_id, st.status_class, st.count).where(st.endpoint_id.in_(ids_))
         ):
             facts[eid].status_classes[cls] = int(n)
+        cutoff = sa.literal(recent_cutoff(now), t.UTCDateTime())
         dt = t.endpoint_data_types.c
         query = (
             sa.select(t.endpoint_data_types)
-            .where(dt.endpoint_id.in_(ids_))
+            .where(dt.endpoint_id.in_(ids_), dt.last_seen >= cutoff)
             .order_by(dt.endpoint_id, dt.location, dt.type, dt.path, dt.status_class)
         )
         for r in (await conn.execute(query)).mappings():
@@ -586,13 +641,49 @@ class Store:
                 )
             )
         al = t.alerts.c
-        for eid, n in await conn.execute(
-            sa.select(al.endpoint_id, sa.func.count())
+        high = sa.func.sum(sa.case((al.severity == "high", 1), else_=0))
+        for eid, n, n_high in await conn.execute(
+            sa.select(al.endpoint_id, sa.func.count(), high)
             .where(al.endpoint_id.in_(ids_), al.status == "active")
             .group_by(al.endpoint_id)
         ):
             facts[eid].active_alerts = int(n)
+            facts[eid].active_high_alerts = int(n_high or 0)
+        await self._spec_facts(conn, now, facts)
         return list(facts.values())
+
+    async def _spec_facts(self, conn: AsyncConnection, now: datetime, facts: dict[str, EndpointFacts]) -> None:
+        """Spec declarations, recent parameters and open findings of these endpoints."""
+        ids_ = list(facts)
+        api_ids = {f.api_id for f in facts.values()}
+        with_spec = set(
+            (await conn.execute(sa.select(t.specs.c.api_id).where(t.specs.c.api_id.in_(api_ids)))).scalars()
+        )
+        for f in facts.values():
+            f.api_has_spec = f.api_id in with_spec
+        es = t.endpoint_spec.c
+        for r in (await conn.execute(sa.select(t.endpoint_spec).where(es.endpoint_id.in_(ids_)))).mappings():
+            f = facts[r["endpoint_id"]]
+            f.in_spec, f.deprecated = True, bool(r["deprecated"])
+            f.spec_security = r["security"] if r["security_declared"] else None
+            f.spec_params = [(p["location"], p["name"]) for p in r["params"]]
+            f.body_declared = bool(r["body_declared"])
+        p = t.endpoint_params.c
+        cutoff = sa.literal(recent_cutoff(now), t.UTCDateTime())
+        query = (
+            sa.select(p.endpoint_id, p.location, p.name, p.count, p.first_seen, p.last_seen)
+            .where(p.endpoint_id.in_(ids_), p.last_seen >= cutoff)
+            .order_by(p.endpoint_id, p.location, p.name)
+        )
+        for eid, loc, name, count, first, last in await conn.execute(query):
+            facts[eid].recent_params.append(ParamRow(loc, name, int(count), first, last))
+        fi = t.findings.c
+        for eid, n in await conn.execute(
+            sa.select(fi.endpoint_id, sa.func.count())
+            .where(fi.endpoint_id.in_(ids_), fi.status == "open")
+            .group_by(fi.endpoint_id)
+        ):
+            facts[eid].findings_count = int(n)
 
     async def endpoint_params(self, endpoint_id: str) -> list[ParamRow]:
         p = t.endpoint_params.c
@@ -683,12 +774,19 @@ def _endpoint_conditions(f: EndpointFilter, now: datetime) -> list[sa.ColumnElem
     if f.status is not None:
         conds.append(status_expr(now) == f.status)
     if f.authentication is not None:
-        conds.append(auth_expr() == f.authentication)
+        conds.append(auth_expr(now) == f.authentication)
     if f.external is not None:
-        conds.append(ep.last_external.is_not(None) if f.external else ep.last_external.is_(None))
+        external = sa.func.coalesce(external_expr(now), sa.false())
+        conds.append(external if f.external else sa.not_(external))
     if f.data_type is not None:
         dt = t.endpoint_data_types.c
-        conds.append(sa.exists().where(dt.endpoint_id == ep.id, dt.type == f.data_type))
+        conds.append(
+            sa.exists().where(
+                dt.endpoint_id == ep.id,
+                dt.type == f.data_type,
+                dt.last_seen >= sa.literal(recent_cutoff(now), t.UTCDateTime()),
+            )
+        )
     if f.q:
         conds.append(sa.func.lower(ep.path).contains(f.q.lower(), autoescape=True))
     return conds

@@ -152,3 +152,36 @@ def test_reader_reports_unreachable_collector(port: int) -> None:
     assert result.stderr.count("\n") == 1 and "cannot reach the collector" in result.stderr
     bad = _run("inventory", "--collector", "ftp://nope")
     assert bad.returncode == 1 and "http(s)" in bad.stderr
+
+
+def test_posture_commands(tmp_path: Path, port: int, started: list[Collector]) -> None:
+    from tests.collector.test_specs import PETSTORE3
+
+    c = _start(tmp_path, port, "--insecure-dev", "--retention-days", "7")
+    started.append(c)
+    imported = _run("import-spec", str(PETSTORE3), "--api", "pets", "--collector", c.url)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 19 operations" in imported.stdout and "'pets'" in imported.stdout
+    b = batch([summary(api="pets", path="/api/v3/hidden", unauthenticated_success=3, authenticated_success=0,
+                       external_requests=1, last_external=summary().last_seen,
+                       data_types=[DataTypeSeen(type="credit_card", location="response_body", status_class="2xx")])])
+    assert c.post(encode_batch(b)) == 200
+
+    found = _run("findings", "--collector", c.url, "--json", "--type", "shadow_endpoint")
+    assert [f["endpoint"]["path"] for f in json.loads(found.stdout)["items"]] == ["/api/v3/hidden"]
+    table = _run("findings", "--collector", c.url)
+    assert table.returncode == 0 and "shadow_endpoint" in table.stdout
+    recs = _run("recommendations", "--collector", c.url)
+    assert "unhealthy" in recs.stdout and "Shadow endpoints should be documented or removed" in recs.stdout
+    query = _run("query", "internet-exposed-sensitive-data", "--collector", c.url, "--json")
+    assert [e["path"] for e in json.loads(query.stdout)["items"]] == ["/api/v3/hidden"]
+    by_filter = _run("query", 'shadow and risk > 50', "--collector", c.url)
+    assert by_filter.returncode == 0 and "/api/v3/hidden" in by_filter.stdout
+    bad = _run("query", "shadow and and", "--collector", c.url)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "position 11" in bad.stderr
+    missing = _run("import-spec", str(tmp_path / "nope.yaml"), "--collector", c.url)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("openapi: 9.9.9\npaths: {}\n")
+    refused = _run("import-spec", str(broken), "--collector", c.url)
+    assert refused.returncode == 1 and "422" in refused.stderr and "/openapi" in refused.stderr
