@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.inventory import DEFAULT_SENSITIVITY, RISK_POINTS, SENSITIVITY_LEVELS
+from collector.inventory import RISK_POINTS, SENSITIVITY_LEVELS, sensitivity_levels
 from collector.store import schema as t
 from collector.store.store import auth_expr, external_expr, recent_cutoff, status_expr
 
@@ -59,8 +59,9 @@ def data_types_exist(now: datetime, *conds: sa.ColumnElement[bool]) -> sa.Exists
 def sensitivity_rank(now: datetime) -> sa.ColumnElement[int]:
     """0 none, 1 low, 2 medium, 3 high; types not in the mapping count as medium, as in Python."""
     dt = t.endpoint_data_types.c
-    high = [k for k, v in DEFAULT_SENSITIVITY.items() if v == "high"]
-    low = [k for k, v in DEFAULT_SENSITIVITY.items() if v == "low"]
+    levels = sensitivity_levels()
+    high = [k for k, v in levels.items() if v == "high"]
+    low = [k for k, v in levels.items() if v == "low"]
     return sa.case(
         (data_types_exist(now, dt.type.in_(high)), 3),
         (data_types_exist(now, dt.type.not_in(low)), 2),

@@ -6,6 +6,7 @@ in SQL so that filters and counts agree with the fields; the tests check both si
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,21 +19,27 @@ from collector.timefmt import iso
 LOCATIONS = ("path", "query", "header", "request_body", "response_body")
 SENSITIVITY_LEVELS = ("none", "low", "medium", "high")
 
-# Data type -> sensitivity. A hook: the policy files will provide categories later; until then any
-# type the sensor reports counts as sensitive, at "medium" unless listed here.
-DEFAULT_SENSITIVITY: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "credit_card", "iban", "swift_bic", "aba_routing", "us_ssn", "us_itin", "passport",
-            "uk_nino", "uk_nhs", "national_id", "jwt", "bearer_token", "authorization_header",
-            "private_key", "password", "aws_access_key", "aws_secret_key", "azure_connection_string",
-            "gcp_api_key", "github_token", "slack_token", "api_key", "connection_string",
-        ),
-        "high",
-    ),
-    **dict.fromkeys(("email", "phone", "date_of_birth", "address", "person_name"), "medium"),
-    **dict.fromkeys(("ip_address", "uuid"), "low"),
+# Data type -> sensitivity, from the categories of the data types policy (policies/datatypes.yaml, the
+# same file the sensor classifies with). A type the policy does not know (a sensor's custom type)
+# counts as "medium".
+CATEGORY_LEVELS: dict[str, str] = {
+    "credential": "high",
+    "financial": "high",
+    "identity": "high",
+    "health": "high",
+    "personal": "medium",
+    "network": "low",
 }
+
+
+@functools.cache
+def sensitivity_levels() -> dict[str, str]:
+    """Loaded on first use: reading and checking the policy takes a moment CLI readers don't need."""
+    from sensor.classify import load_datatypes
+
+    return {spec.id: CATEGORY_LEVELS.get(spec.category, "medium") for spec in load_datatypes()}
+
+
 DEFAULT_LEVEL = "medium"
 
 # Risk points per fact; the score is their sum, capped at 100. Kept small and explainable: every
@@ -92,8 +99,9 @@ def data_classification(rows: Iterable[DataTypeRow]) -> dict[str, list[dict[str,
     }
 
 
-def sensitivity(types: Iterable[str], mapping: Mapping[str, str] = DEFAULT_SENSITIVITY) -> str:
+def sensitivity(types: Iterable[str], mapping: Mapping[str, str] | None = None) -> str:
     """The highest level among the data types seen (``none`` when there are none)."""
+    mapping = sensitivity_levels() if mapping is None else mapping
     best = 0
     for type_ in types:
         level = mapping.get(type_, DEFAULT_LEVEL)

@@ -60,7 +60,9 @@ def test_data_classification_shape() -> None:
 
 def test_sensitivity_and_risk() -> None:
     assert inventory.sensitivity([]) == "none"
-    assert inventory.sensitivity(["ip_address"]) == "low"
+    assert inventory.sensitivity(["ip_public"]) == "low"  # categories come from policies/datatypes.yaml
+    assert inventory.sensitivity(["phone_number"]) == "medium"
+    assert inventory.sensitivity(["us_ssn"]) == "high"
     assert inventory.sensitivity(["email", "credit_card"]) == "high"
     assert inventory.sensitivity(["something_new"]) == "medium"
     assert inventory.sensitivity(["email"], mapping={"email": "low"}) == "low"
