@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from apiward.demo_api import build_demo_api
+from apiward.demo_api import DEMO_SPEC, build_demo_api
 from apiward.demo_traffic import TrafficStats, run_traffic
 from apiward.logs import configure_logging
 from collector.app import create_app
@@ -74,6 +74,7 @@ class Demo:
         ).validate()
         c_port = await self._serve(create_app(settings), c_host, c_port)
         self.collector_url = f"http://{c_host}:{c_port}"
+        await self.import_spec()
 
         a_host, a_port = parse_listen(self.args.api_listen)
         a_port = await self._serve(build_demo_api(), a_host, a_port)
@@ -89,11 +90,39 @@ class Demo:
             state_dir=str(self.data_dir / "sensor"),
             sensor_name="demo-sensor",
             log_level="warning",
+            spec_sync_interval=5.0,
         ).validate()
         self.runtime = SensorRuntime(cfg)
         await self.runtime.start()
+        await self.wait_for_spec_templates()
         s_host, _ = parse_listen(cfg.listen)
         self.sensor_url = f"http://{s_host}:{self.runtime.listen_port}"
+
+    async def import_spec(self) -> None:
+        """Publish the shop's OpenAPI document, as an operator would with ``apiward import-spec``."""
+        headers = {"Authorization": f"Bearer {self.tokens['admin']}"}
+        async with (
+            aiohttp.ClientSession(self.collector_url, headers=headers) as session,
+            session.post("/api/v1/specs", params={"api": "shop", "source": "demo-shop.json"}, json=DEMO_SPEC) as resp,
+        ):
+            if resp.status != 201:
+                raise RuntimeError(f"spec import failed: {resp.status} {await resp.text()}")
+
+    async def wait_for_spec_templates(self, seconds: float = 10.0) -> None:
+        """The sensor pulls the spec's templates at start; wait so the first requests get named."""
+        deadline = time.monotonic() + seconds
+        sync = self.runtime.spec_sync
+        while sync is not None and not sync.loaded_operations and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens['read']}"}
+        async with (
+            aiohttp.ClientSession(self.collector_url, headers=headers) as session,
+            session.post(path, json=body) as resp,
+        ):
+            resp.raise_for_status()
+            return await resp.json()
 
     async def _serve(self, app: web.Application, host: str, port: int) -> int:
         runner = web.AppRunner(app, access_log=None)
@@ -133,6 +162,29 @@ class Demo:
             if not cursor:
                 break
         return items
+
+
+def print_posture(
+    findings: list[dict[str, Any]], recommendations: list[dict[str, Any]], queries: list[dict[str, Any]]
+) -> None:
+    print("\n== Findings")
+    if not findings:
+        print("(none)")
+    else:
+        print(table(
+            ["severity", "type", "endpoint", "status"],
+            [[f["severity"], f["type"], f"{f['endpoint']['method']} {f['endpoint']['path']}", f["status"]]
+             for f in findings],
+        ))
+    print("\n== Recommendations")
+    print(table(
+        ["status", "severity", "recommendation", "affected endpoints"],
+        [[r["status"], r["severity"], r["title"], len(r.get("affected_endpoints") or [])] for r in recommendations],
+    ))
+    print("\n== Explorer templates")
+    for answer in queries:
+        hits = ", ".join(f"{e['method']} {e['path']}" for e in answer["items"]) or "(no endpoints)"
+        print(f"- {answer['title']}: {hits}")
 
 
 def print_report(inventory: dict[str, Any], endpoints: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
@@ -208,6 +260,13 @@ async def run_demo(args: argparse.Namespace) -> int:
             endpoints = await demo.fetch_all("/api/v1/endpoints")
             alerts = await demo.fetch_all("/api/v1/alerts")
             print_report(inventory, endpoints, alerts)
+            findings = await demo.fetch_all("/api/v1/findings")
+            recommendations = (await demo.fetch("/api/v1/recommendations"))["items"]
+            queries = []
+            for template in (await demo.fetch("/api/v1/query/templates"))["items"][:3]:
+                answer = await demo.post("/api/v1/query", {"template": template["id"]})
+                queries.append({"title": template["title"], "items": answer["items"]})
+            print_posture(findings, recommendations, queries)
             if args.duration is None:
                 print(f"\nserving: collector API at {demo.collector_url}/api/v1 — Ctrl-C to stop", flush=True)
                 await stop.wait()

@@ -161,6 +161,11 @@ async def legacy_export(request: web.Request) -> web.Response:
     return web.json_response({"users": [{"email": u["email"], "phone": u["phone"]} for u in USERS]})
 
 
+async def legacy_catalog(request: web.Request) -> web.Response:
+    # Deprecated in the spec, still served and still called by an old client: a zombie endpoint.
+    return web.json_response({"products": [p["sku"] for p in PRODUCTS]})
+
+
 async def internal_stats(request: web.Request) -> web.Response:
     return web.json_response({"users": len(USERS), "products": len(PRODUCTS), "uptime_s": time.monotonic()})
 
@@ -180,5 +185,67 @@ def build_demo_api() -> web.Application:
     r.add_get("/api/products/{product_id}", get_product)
     r.add_post("/api/login", login)
     r.add_get("/api/legacy/export", legacy_export)
+    r.add_get("/api/v1/catalog", legacy_catalog)
     r.add_get("/internal/stats", internal_stats)
     return app
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    *,
+    security: list[dict[str, list[str]]] | None = None,
+    params: tuple[str, ...] = (),
+    deprecated: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": {"200": {"description": "OK"}}}
+    if security is not None:
+        op["security"] = security
+    if params:
+        op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    if deprecated:
+        op["deprecated"] = True
+    return op
+
+
+JWT_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+KEY_AUTH: list[dict[str, list[str]]] = [{"partnerKey": []}]
+SUBSCRIPTION: list[dict[str, list[str]]] = [{"subscriptionKey": []}]
+
+# The shop's published OpenAPI document. Like many real ones it is a little out of date: the internal
+# stats route and the legacy export are not in it (shadow endpoints), and it declares a subscription
+# key on GET /api/orders/{order_id}, which the code forgot to check (declared but not enforced).
+DEMO_SPEC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Demo shop", "version": "1.4.0"},
+    "servers": [{"url": "/"}],
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "partnerKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            "subscriptionKey": {"type": "apiKey", "in": "header", "name": "Ocp-Apim-Subscription-Key"},
+        }
+    },
+    "paths": {
+        "/api/users": {
+            "get": _op("listUsers", "List users", security=JWT_AUTH),
+            "post": _op("createUser", "Create a user", security=JWT_AUTH),
+        },
+        "/api/users/{user_id}": {"get": _op("getUser", "Get a user", security=JWT_AUTH, params=("user_id",))},
+        "/api/orders": {"get": _op("listOrders", "List orders", security=SUBSCRIPTION)},
+        "/api/orders/{order_id}": {
+            "get": _op("getOrder", "Get an order", security=SUBSCRIPTION, params=("order_id",))
+        },
+        "/api/payments": {"post": _op("createPayment", "Create a payment", security=KEY_AUTH)},
+        "/api/payments/{payment_id}": {
+            "get": _op("getPayment", "Get a payment", security=KEY_AUTH, params=("payment_id",))
+        },
+        "/api/products": {"get": _op("listProducts", "List products", security=[])},
+        "/api/products/search": {"get": _op("searchProducts", "Search products", security=[])},
+        "/api/products/{product_id}": {
+            "get": _op("getProduct", "Get a product", security=[], params=("product_id",))
+        },
+        "/api/login": {"post": _op("login", "Log in", security=[])},
+        "/api/v1/catalog": {"get": _op("legacyCatalog", "Old catalog (deprecated)", security=[], deprecated=True)},
+    },
+}

@@ -74,8 +74,10 @@ def _pick_step(rng: random.Random) -> Step:
     if roll < 0.84:
         return ("api_key_query", "GET /api/legacy/export", {"params": {"api_key": next(iter(API_KEYS))},
                                                             "headers": _external(ext_ip, "http")})
-    if roll < 0.92:
+    if roll < 0.90:
         return ("internal", "GET /internal/stats", {})
+    if roll < 0.92:
+        return ("anonymous", "GET /api/v1/catalog", {"headers": _external(ext_ip)})
     if roll < 0.95:
         body = {"name": "New Person", "email": "new.person@example.com", "phone": "+44 20 7946 0958"}
         return ("jwt", "POST /api/users", {"headers": {"Authorization": f"Bearer {user_jwt}"}, "json": body})

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.inventory import RISK_POINTS, SENSITIVITY_LEVELS, sensitivity_levels
+from collector.inventory import CREDENTIAL_LOCATIONS, RISK_POINTS, SENSITIVITY_LEVELS, sensitivity_levels
 from collector.store import schema as t
 from collector.store.store import auth_expr, external_expr, recent_cutoff, status_expr
 
@@ -62,10 +62,11 @@ def sensitivity_rank(now: datetime) -> sa.ColumnElement[int]:
     levels = sensitivity_levels()
     high = [k for k, v in levels.items() if v == "high"]
     low = [k for k, v in levels.items() if v == "low"]
+    payload = dt.location.not_in(sorted(CREDENTIAL_LOCATIONS))
     return sa.case(
-        (data_types_exist(now, dt.type.in_(high)), 3),
-        (data_types_exist(now, dt.type.not_in(low)), 2),
-        (data_types_exist(now), 1),
+        (data_types_exist(now, payload, dt.type.in_(high)), 3),
+        (data_types_exist(now, payload, dt.type.not_in(low)), 2),
+        (data_types_exist(now, payload), 1),
         else_=0,
     )
 

@@ -22,6 +22,10 @@ SENSITIVITY_LEVELS = ("none", "low", "medium", "high")
 # Data type -> sensitivity, from the categories of the data types policy (policies/datatypes.yaml, the
 # same file the sensor classifies with). A type the policy does not know (a sensor's custom type)
 # counts as "medium".
+# Credentials in request headers are how clients authenticate: they are inventoried (auth schemes,
+# data classification) but they do not make an endpoint "carry sensitive data" - otherwise every
+# authenticated endpoint would, and the sensitivity label would say nothing.
+CREDENTIAL_LOCATIONS = frozenset({"header"})
 CATEGORY_LEVELS: dict[str, str] = {
     "credential": "high",
     "financial": "high",
@@ -168,7 +172,7 @@ def derive(f: EndpointFacts, now: datetime) -> Derived:
         else "unknown"
     )
     external = f.last_external is not None and f.last_external >= now - timedelta(days=ACTIVE_DAYS)
-    level = sensitivity(d.type for d in f.data_types)
+    level = sensitivity(d.type for d in f.data_types if d.location not in CREDENTIAL_LOCATIONS)
     plaintext = recent and f.plaintext_requests > 0
     shadow = is_shadow(f)
     score = risk(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from collector.inventory import derive
+from collector.inventory import CREDENTIAL_LOCATIONS, derive
 from collector.store.store import EndpointFacts
 from collector.timefmt import iso
 
@@ -68,7 +68,8 @@ def evaluate(f: EndpointFacts, now: datetime) -> list[Finding]:
     d = derive(f, now)
     out: list[Finding] = []
     active = d.status == "active"
-    sensitive = sorted({(r.type, r.location) for r in f.data_types})
+    # Request-header credentials are authentication, not exposed data (see inventory.CREDENTIAL_LOCATIONS).
+    sensitive = sorted({(r.type, r.location) for r in f.data_types if r.location not in CREDENTIAL_LOCATIONS})
 
     if d.status == "inactive":
         out.append(Finding("inactive_30d", "low", {"last_called": iso(f.last_called)}))
