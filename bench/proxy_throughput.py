@@ -49,6 +49,7 @@ def parse_wrk(output: str) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.M))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    total = re.search(r"(\d+) requests in", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
 
     def ms(value: str) -> float:
@@ -62,8 +63,15 @@ def parse_wrk(output: str) -> dict[str, float]:
         "p50_ms": ms(lat["50"]),
         "p99_ms": ms(lat["99"]),
         "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "requests": float(total.group(1)) if total else 0.0,
         "socket_errors": float(sum(map(int, socket_errors.groups()))) if socket_errors else 0.0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (what it cost, whatever else the machine was doing)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
@@ -109,13 +117,16 @@ def main(argv: list[str] | None = None) -> int:
             "baseline proxy": f"http://127.0.0.1:{ports['baseline']}",
             "sensor (detect)": f"http://127.0.0.1:{ports['sensor']}",
         }
+        # the process whose CPU a target's requests cost (the backend for direct)
+        target_pid = {"direct": procs[0].pid, "baseline proxy": procs[1].pid, "sensor (detect)": procs[3].pid}
         results: dict[str, dict[str, dict[str, float]]] = {}
         for name, url in targets.items():
             run_wrk(url, 4, 1.0)  # warm-up: pools, caches
-            results[name] = {
-                "c1": run_wrk(url, 1, args.seconds),
-                f"c{args.connections}": run_wrk(url, args.connections, args.seconds),
-            }
+            c1 = run_wrk(url, 1, args.seconds)
+            before = cpu_seconds(target_pid[name])
+            cn = run_wrk(url, args.connections, args.seconds)
+            cn["cpu_us_per_request"] = (cpu_seconds(target_pid[name]) - before) / max(cn["requests"], 1) * 1e6
+            results[name] = {"c1": c1, f"c{args.connections}": cn}
             print(f"measured {name}", file=sys.stderr)
     finally:
         for proc in procs:
@@ -134,20 +145,23 @@ def main(argv: list[str] | None = None) -> int:
         "sensor_vs_direct_rps": sensor[ck]["rps"] / direct[ck]["rps"],
         "added_p50_ms_at_c1": sensor["c1"]["p50_ms"] - direct["c1"]["p50_ms"],
         "baseline_added_p50_ms_at_c1": base["c1"]["p50_ms"] - direct["c1"]["p50_ms"],
+        "sensor_vs_baseline_cpu_per_request": sensor[ck]["cpu_us_per_request"] / base[ck]["cpu_us_per_request"],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "proxy_throughput.json").write_text(json.dumps({"results": results, "summary": summary}, indent=2))
 
     print(f"| target | req/s (c{args.connections}) | p50 ms (c1) | p99 ms (c1) | p50 ms (c{args.connections}) "
-          f"| p99 ms (c{args.connections}) | non-2xx |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          f"| p99 ms (c{args.connections}) | CPU µs/request | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in targets:
         r = results[name]
         print(f"| {name} | {r[ck]['rps']:,.0f} | {r['c1']['p50_ms']:.3f} | {r['c1']['p99_ms']:.3f} | "
-              f"{r[ck]['p50_ms']:.2f} | {r[ck]['p99_ms']:.2f} | {int(r[ck]['non_2xx'] + r['c1']['non_2xx'])} |")
+              f"{r[ck]['p50_ms']:.2f} | {r[ck]['p99_ms']:.2f} | {r[ck]['cpu_us_per_request']:.0f} | "
+              f"{int(r[ck]['non_2xx'] + r['c1']['non_2xx'])} |")
     print()
     print(f"- sensor / baseline proxy req/s: **{summary['sensor_vs_baseline_rps']:.2f}** (goal >= 0.85)")
     print(f"- sensor / direct req/s: {summary['sensor_vs_direct_rps']:.2f}")
+    print(f"- CPU per request, sensor / baseline proxy: {summary['sensor_vs_baseline_cpu_per_request']:.2f}")
     print(f"- median latency added over direct at one connection: sensor **{summary['added_p50_ms_at_c1']:.3f} ms** "
           f"(goal <= 0.5 ms), baseline proxy {summary['baseline_added_p50_ms_at_c1']:.3f} ms")
     return 0
