@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +27,11 @@ from sensor import __version__
 from sensor.config import SensorConfig, parse_listen
 from sensor.events import SensorInfo, SensorStats
 from sensor.evidence import PrincipalHasher
+from sensor.exchange import Exchange
+from sensor.http_common import problem_response
 from sensor.mirror import start_mirror
 from sensor.pipeline import Pipeline
-from sensor.proxy import ProxyCounters, start_proxy
+from sensor.proxy import ProxyCounters, RequestGate, start_proxy
 from sensor.shipper import Shipper
 from sensor.spec_sync import SpecSync
 from sensor.summary import SummaryAggregator
@@ -116,7 +119,8 @@ class SensorRuntime:
         await self.shipper.start()
         host, port = parse_listen(self.cfg.listen)
         if self.cfg.mode == "inline":
-            runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters)
+            gate = enforce_gate(self.pipeline, self.proxy_counters, self.cfg) if self.cfg.enforce else None
+            runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters, request_gate=gate)
         else:
             runner = await start_mirror(self.cfg, self.pipeline, host, port)
         self._runners.append(runner)
@@ -157,9 +161,11 @@ class SensorRuntime:
         log.info("sensor_stopped", exchanges=self.pipeline.counters.exchanges)
 
     def flush(self, *, force: bool = False) -> int:
-        summaries = self.aggregator.drain(self._now(), force=force)
-        if summaries:
-            self.shipper.submit(summaries)
+        now = self._now()
+        summaries = self.aggregator.drain(now, force=force)
+        alerts = self.pipeline.drain_alerts(now, force=force)
+        if summaries or alerts:
+            self.shipper.submit(summaries, alerts)
         return len(summaries)
 
     @staticmethod
@@ -197,6 +203,37 @@ class SensorRuntime:
         return app
 
 
+def enforce_gate(pipeline: Pipeline, counters: ProxyCounters, cfg: SensorConfig) -> RequestGate:
+    """Enforce mode: decide at request phase, before anything goes upstream.
+
+    The verdict is synchronous and bounded (the signature engine caps items and lengths), so the
+    budget cannot preempt it; what it does guarantee is that a verdict slower than the budget never
+    blocks: the request passes (fail open), and a counter and a log line say so.
+    """
+    budget = cfg.enforce_budget_ms / 1000
+
+    async def gate(request: web.Request, exchange: Exchange) -> web.StreamResponse | None:
+        started = time.perf_counter()
+        verdict = pipeline.request_verdict(exchange)
+        elapsed = time.perf_counter() - started
+        if elapsed > budget:
+            counters.enforce_over_budget += 1
+            log.warning("enforce_over_budget", request_id=exchange.request_id, elapsed_ms=round(elapsed * 1000, 3))
+            return None
+        if not verdict.blocked:
+            return None
+        rules = sorted({m.rule_id for m in verdict.matches})
+        return problem_response(
+            403,
+            "Forbidden",
+            "the request was blocked by attack signatures",
+            exchange.request_id,
+            extra={"rule_ids": rules, "anomaly_score": verdict.score},
+        )
+
+    return gate
+
+
 class _SensorMetrics(Collector):
     """Exposes the runtime's plain-int counters at scrape time (no per-request metric calls)."""
 
@@ -211,6 +248,9 @@ class _SensorMetrics(Collector):
             "proxy_requests": ("Requests received by the proxy", rt.proxy_counters.requests),
             "upstream_errors": ("502 answers: upstream unreachable", rt.proxy_counters.upstream_errors_502),
             "upstream_timeouts": ("504 answers: upstream timed out", rt.proxy_counters.upstream_timeouts_504),
+            "attacks": ("Requests whose signature score reached the threshold", rt.pipeline.counters.attacks),
+            "blocked": ("Requests blocked in enforce mode", rt.proxy_counters.blocked),
+            "enforce_over_budget": ("Enforce verdicts over budget (passed)", rt.proxy_counters.enforce_over_budget),
             "client_disconnects": ("Clients gone before the response ended", rt.proxy_counters.client_disconnects),
             "batches_shipped": ("Batches accepted by the collector", rt.shipper.shipped_batches),
             "batches_rejected": ("Batches refused by the collector (4xx)", rt.shipper.rejected_batches),

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["inline", "mirror"], help="inline proxy (default) or mirror receiver")
     p.add_argument("--enforce", action="store_const", const=True, help="block requests (enforce mode)")
     p.add_argument("--policies", help="policy directory (default: the bundled policies)")
+    p.add_argument("--paranoia", type=int, choices=[1, 2, 3, 4], help="signature paranoia level (default 2)")
     p.add_argument("--config", help="YAML configuration file")
     p.add_argument("--window", type=float, help="summary window in seconds (default 60)")
     p.add_argument("--trusted-proxies", dest="trusted_proxies", help="CIDR,... whose X-Forwarded-For is believed")

@@ -27,6 +27,8 @@ class SensorConfig:
     ingest_token: str | None = None
     mode: str = "inline"  # "inline" | "mirror"
     enforce: bool = False
+    paranoia: int = 2  # signature paranoia level 1-4: more rules and a lower threshold as it rises
+    enforce_budget_ms: float = 5.0  # enforce mode: a verdict slower than this lets the request pass
     policies: str | None = None
     window: float = 60.0  # summary window, seconds
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-For is believed
@@ -87,6 +89,8 @@ class SensorConfig:
                 raise ConfigError(f"not a CIDR: {cidr!r}") from exc
         if self.inspect_bytes < 0 or self.inspect_bytes > 16 * 1024 * 1024:
             raise ConfigError("inspect_bytes must be between 0 and 16 MiB")
+        if self.paranoia not in (1, 2, 3, 4):
+            raise ConfigError(f"--paranoia must be 1, 2, 3 or 4, not {self.paranoia}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log level must be debug|info|warning|error, not {self.log_level!r}")
         return self

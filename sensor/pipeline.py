@@ -1,25 +1,29 @@
-"""The analysis chain: ``Exchange`` -> ``Observation`` -> summaries (and, later, alerts).
+"""The analysis chain: ``Exchange`` -> ``Observation`` -> summaries and alerts.
 
-A pure core: every stage is a synchronous function over the exchange. The pipeline is the only
-``ExchangeSink`` the capture paths know; it never raises into them. A failing exchange is counted
-(``analysis_errors`` rides in every batch's stats, so the collector sees the gap) and logged with the
-exception type and code location only: exception messages can quote request data, so they stay out.
+A pure core: every stage is a synchronous function over the exchange, fed by ONE bounded walk over
+the exchange (``sensor.walk``) whose leaves serve evidence (query credentials), parameter names,
+classification and signatures. The pipeline is the only ``ExchangeSink`` the capture paths know; it
+never raises into them. A failing exchange is counted (``analysis_errors`` rides in every batch's
+stats, so the collector sees the gap) and logged with the exception type and code location only:
+exception messages can quote request data, so they stay out.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 from multidict import MultiDict
 
 from apiward.logs import get_logger
+from sensor.alerting import AlertAggregator
 from sensor.classify import Classifier, DatatypesError
 from sensor.config import ConfigError, SensorConfig
+from sensor.events import AlertEvent
 from sensor.evidence import (
     EvidenceConfig,
     PrincipalHasher,
@@ -30,13 +34,16 @@ from sensor.evidence import (
 )
 from sensor.exchange import Exchange, ExchangeSink
 from sensor.observation import Observation
-from sensor.payload import body_param_names
 from sensor.routing import Router
+from sensor.signatures import ScanResult, SignatureEngine, SignaturePolicyError, build_items
 from sensor.summary import SummaryAggregator
+from sensor.walk import Leaf, WalkStats, exchange_leaves
 
 log = get_logger("sensor.pipeline")
 
-MAX_QUERY_PARAMS = 64
+MAX_PARAMS = 64  # parameter names per location kept per request
+MAX_SCANNED_HEADERS = 64
+MAX_COOKIES = 64
 
 
 @dataclass(slots=True)
@@ -44,6 +51,7 @@ class PipelineCounters:
     exchanges: int = 0
     analysis_errors: int = 0
     errors_by_stage: dict[str, int] = field(default_factory=dict)
+    attacks: int = 0  # requests whose signature score reached the threshold
 
 
 def default_api_name(cfg: SensorConfig) -> str:
@@ -70,8 +78,30 @@ def load_spec_file(path: str) -> dict[str, object]:
     return doc
 
 
+def top_level_name(leaf_path: str) -> str:
+    """``$.customer.email`` -> ``customer``; ``$[*].id`` -> ``[*]``; a form field name as it is."""
+    if not leaf_path.startswith("$"):
+        return leaf_path
+    rest = leaf_path[2:] if leaf_path.startswith("$.") else leaf_path[1:]
+    for i, ch in enumerate(rest):
+        if ch in ".[" and i:
+            return rest[:i]
+    return rest
+
+
+def cookie_pairs(header: str | None) -> list[tuple[str, str]]:
+    if not header:
+        return []
+    out: list[tuple[str, str]] = []
+    for part in header.split(";", MAX_COOKIES)[:MAX_COOKIES]:
+        name, sep, value = part.strip().partition("=")
+        if sep and name:
+            out.append((name, value))
+    return out
+
+
 class Pipeline(ExchangeSink):
-    """Analyses exchanges in-process and feeds the summary aggregator."""
+    """Analyses exchanges in-process and feeds the summary and alert aggregators."""
 
     def __init__(
         self,
@@ -92,46 +122,55 @@ class Pipeline(ExchangeSink):
             self.router.load_openapi(load_spec_file(path), self.api)
         try:
             self.classifier = Classifier.from_policies(cfg.policies)
-        except DatatypesError as exc:  # a bad policy file stops start-up with its file and line
+            self.signatures = SignatureEngine.from_policies(cfg.policies, paranoia=cfg.paranoia)
+        except (DatatypesError, SignaturePolicyError) as exc:  # a bad policy file stops start-up: file:line
             raise ConfigError(str(exc)) from exc
+        self.alerts = AlertAggregator(cfg.window)
         self.counters = PipelineCounters()
 
-    def analyse(self, ex: Exchange) -> Observation:
+    # -- the stages ------------------------------------------------------------------------------
+    def request_verdict(self, ex: Exchange, leaves: Sequence[Leaf] | None = None) -> ScanResult:
+        """Signature verdict on the request side of an exchange (also the enforce-mode gate)."""
+        if leaves is None:
+            leaves = exchange_leaves(ex, self.classifier.limits, WalkStats())
+        query = [(leaf.path, leaf.value) for leaf in leaves if leaf.location == "query"]
+        body = [(leaf.path, leaf.value) for leaf in leaves if leaf.location == "request_body"]
+        headers = list(ex.request_headers.items())[:MAX_SCANNED_HEADERS]
+        cookies = cookie_pairs(ex.request_headers.get("Cookie"))
+        return self.signatures.scan(build_items(ex.path, query, headers, cookies, body))
+
+    def analyse(self, ex: Exchange) -> tuple[Observation, ScanResult]:
         headers = ex.request_headers
-        query: MultiDict[str] = MultiDict(
-            parse_qsl(ex.query_string, keep_blank_values=True, max_num_fields=None)[:MAX_QUERY_PARAMS]
-            if ex.query_string
-            else ()
-        )
+        leaves = exchange_leaves(ex, self.classifier.limits, WalkStats())
+        query: MultiDict[str] = MultiDict((leaf.path, leaf.value) for leaf in leaves if leaf.location == "query")
         peer_trusted = is_trusted_peer(ex.peer_ip, self.evidence_cfg)
+        now = ex.started_at or self.clock()
         auth = authentication(
             headers,
             query,
             self.evidence_cfg,
             self.hasher,
-            now=ex.started_at or self.clock(),
+            now=now,
             peer_cert_subject=ex.peer_cert_subject,
             peer_trusted=peer_trusted,
         )
         client = client_info(ex.peer_ip, headers, self.evidence_cfg, ex.client_ip_hint)
         scheme = client_scheme(ex.listener_scheme, headers, peer_trusted)
         route = self.router.route(ex.method, ex.path)
-        params: list[tuple[str, str]] = [("query", name) for name in dict.fromkeys(query.keys())]
-        body_names = body_param_names(
-            headers.get("Content-Type"),
-            ex.request_body,
-            complete=len(ex.request_body) >= ex.request_body_size,
-        )
-        params.extend(("body", name) for name in body_names)
-        data_types = self.classifier.classify_exchange(ex).data_types
-        return Observation(
+        params = [("query", name) for name in dict.fromkeys(query.keys())][:MAX_PARAMS]
+        body_names = dict.fromkeys(top_level_name(leaf.path) for leaf in leaves if leaf.location == "request_body")
+        params.extend(("body", name) for name in list(body_names)[:MAX_PARAMS])
+        status_class = f"{ex.status // 100}xx" if ex.status else ""
+        data_types = tuple(self.classifier.classify_leaves(leaves, status_class=status_class)) if leaves else ()
+        verdict = self.request_verdict(ex, leaves)
+        observation = Observation(
             route=route,
             method=ex.method,
             status=ex.status,
             auth=auth,
             client=client,
             scheme=scheme,
-            timestamp=ex.started_at or self.clock(),
+            timestamp=now,
             request_size=ex.request_body_size,
             response_size=ex.response_body_size,
             latency_ms=ex.duration_ms,
@@ -139,12 +178,18 @@ class Pipeline(ExchangeSink):
             data_types=data_types,
             request_id=ex.request_id,
         )
+        return observation, verdict
 
     def submit(self, exchange: Exchange) -> None:
         self.counters.exchanges += 1
         try:
-            observation = self.analyse(exchange)
+            observation, verdict = self.analyse(exchange)
             self.aggregator.add(observation)
+            if verdict.blocked:  # the score reached the paranoia level's threshold: an attack
+                self.counters.attacks += 1
+                self.alerts.add_signature_verdict(
+                    observation, verdict, blocked=exchange.upstream_error == "blocked"
+                )
         except Exception as exc:  # one bad exchange must never break capture
             self.counters.analysis_errors += 1
             stage = type(exc).__name__
@@ -163,4 +208,8 @@ class Pipeline(ExchangeSink):
             endpoint=f"{observation.method} {observation.route.template}",
             status=observation.status,
             auth=",".join(observation.auth.schemes),
+            attack_score=verdict.score,
         )
+
+    def drain_alerts(self, now: float, *, force: bool = False) -> list[AlertEvent]:
+        return self.alerts.drain(now, force=force)

@@ -59,6 +59,12 @@ CHUNK_SIZE = 256 * 1024
 # path costs several extra socket writes and task switches per request; memory stays bounded by
 # this size per in-flight request. Larger or unknown-length bodies stream.
 SMALL_BODY = 64 * 1024
+# Header section bounds (Envoy's defaults: 100 headers, 60 KiB). aiohttp bounds one line or field
+# (cfg.max_header_bytes) and the count at 128, not the total: 127 fields of 16 KiB (2 MiB) would be
+# forwarded to a backend that likely refuses them, or worse, buffers them. The total is
+# HEADER_TOTAL_FACTOR x cfg.max_header_bytes (64 KiB with the default 16 KiB); above either -> 431.
+MAX_HEADER_COUNT = 100
+HEADER_TOTAL_FACTOR = 4
 
 # aiohttp's client adds these on its own unless told not to; a proxy must forward only what the client
 # sent (Accept-Encoding in particular: the client's value decides what encoding comes back).
@@ -80,11 +86,66 @@ class ProxyCounters:
     analysis_errors: int = 0
     rejected_version: int = 0
     rejected_framing: int = 0  # transfer codings other than chunked (501)
+    rejected_headers: int = 0  # header section over MAX_HEADER_COUNT fields or its byte total (431)
     body_too_large: int = 0
     client_body_timeouts: int = 0
     upstream_aborts: int = 0  # upstream failed after the response had started (client connection cut)
     blocked: int = 0  # answered by the request gate (enforce mode)
+    enforce_over_budget: int = 0  # gate verdicts slower than the budget: passed (fail open)
     python_parser: int = 0  # 1 when aiohttp runs without its C parser (checked at start-up)
+    circuit_open_502: int = 0  # answered 502 at once: the upstream circuit breaker is open
+    circuit_opened: int = 0  # times the breaker opened (N consecutive connect failures)
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Fail fast while the upstream cannot be connected to.
+
+    After ``threshold`` consecutive *connect* failures (refused, unreachable, connect timeout) the
+    breaker opens: requests are answered 502 at once, without a connect attempt, for ``cooldown``
+    seconds. Then one request is let through as a probe (the others still fail fast until it ends);
+    a connect failure re-opens the breaker for another cool-down, any upstream answer closes it.
+    Read timeouts and resets after connecting are not connect failures: a slow or flaky upstream is
+    still reachable. ``threshold <= 0`` turns the breaker off.
+    """
+
+    threshold: int = 5
+    cooldown: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    failures: int = 0  # consecutive connect failures
+    open_until: float = 0.0
+    probing: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return 0 < self.threshold <= self.failures
+
+    def allow(self) -> bool:
+        """May a request try the upstream now? (When True, exactly one of the record methods follows.)"""
+        if not self.is_open:
+            return True
+        if self.probing or self.clock() < self.open_until:
+            return False
+        self.probing = True
+        return True
+
+    def connected(self) -> None:
+        self.failures = 0
+        self.probing = False
+
+    def connect_failed(self) -> bool:
+        """Count a connect failure; True when this one opened (or re-opened) the breaker."""
+        reopened = self.probing
+        self.probing = False
+        self.failures += 1
+        if not self.is_open:
+            return False
+        self.open_until = self.clock() + self.cooldown
+        return reopened or self.failures == self.threshold
+
+    def inconclusive(self) -> None:
+        """The attempt ended without saying anything about the upstream (the client's body failed)."""
+        self.probing = False
 
 
 # Enforce-mode hook. Called before anything is sent upstream with the request-side Exchange (status 0,
@@ -101,6 +162,7 @@ class _ProxyState:
     upstream_origin: str  # "http://host:port", no trailing slash
     upstream_prefix: str  # raw path prefix of cfg.upstream without trailing slash ("" or "/api")
     request_gate: RequestGate | None
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     debug: bool = False  # per-request log lines (and the request-id binding they need) only then
 
 
@@ -200,6 +262,7 @@ def build_proxy_app(
     counters: ProxyCounters | None = None,
     *,
     request_gate: RequestGate | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application: one catch-all route, one pooled upstream session."""
     if not cfg.upstream:
@@ -214,6 +277,7 @@ def build_proxy_app(
         upstream_origin=str(base.origin()).rstrip("/"),
         upstream_prefix=base.raw_path.rstrip("/"),
         request_gate=request_gate,
+        breaker=breaker if breaker is not None else CircuitBreaker(),
         debug=cfg.log_level == "debug",
     )
     # client_max_size only applies to request.read()/post(), which the proxy never calls; it is set
@@ -273,6 +337,7 @@ async def start_proxy(
     *,
     ssl_context: ssl.SSLContext | None = None,
     request_gate: RequestGate | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> web.AppRunner:
     """Start the proxy on ``host:port``; the caller owns the runner (``await runner.cleanup()``).
 
@@ -284,7 +349,7 @@ async def start_proxy(
         log.warning("http_parser_not_c", detail="aiohttp runs its pure-Python parser; install the wheels")
     if ssl_context is None and cfg.tls_cert:
         ssl_context = build_server_ssl_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
-    app = build_proxy_app(cfg, sink, counters, request_gate=request_gate)
+    app = build_proxy_app(cfg, sink, counters, request_gate=request_gate, breaker=breaker)
     runner = web.AppRunner(
         app,
         auto_decompress=False,  # request bodies pass as sent (compressed)
@@ -356,6 +421,18 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
         cap.upstream_error = "http_version_not_supported"
         return await _answer_505(request, cap)
 
+    raw_headers = request.raw_headers
+    header_bytes = len(request.raw_path) + sum(len(name) + len(value) + 4 for name, value in raw_headers)
+    header_limit = HEADER_TOTAL_FACTOR * cfg.max_header_bytes
+    if len(raw_headers) > MAX_HEADER_COUNT or header_bytes > header_limit:
+        counters.rejected_headers += 1
+        cap.upstream_error = "header_too_large"
+        detail = f"at most {MAX_HEADER_COUNT} header fields and {header_limit} bytes of request target and headers"
+        resp = problem_response(431, "Request Header Fields Too Large", detail, rid, close=True)
+        answered = await _answer(request, cap, resp)
+        _cut(request)  # the body (if any) is not worth reading
+        return answered
+
     codings = [c.strip().lower() for te in request.headers.getall("Transfer-Encoding", ()) for c in te.split(",")]
     if [c for c in codings if c] not in ([], ["chunked"]):
         # "gzip, chunked" is accepted by the parser, which undoes only the chunking: forwarding it
@@ -424,6 +501,16 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
                 return await _body_failure_answer(request, state, cap, body)
         else:
             data = body.chunks()
+    breaker = state.breaker
+    probe = breaker.is_open
+    if not breaker.allow():
+        counters.circuit_open_502 += 1
+        cap.upstream_error = "circuit_open"
+        detail = "upstream unreachable; failing fast while the circuit breaker is open"
+        answered = await _answer(request, cap, problem_response(502, "Bad Gateway", detail, rid, close=True))
+        if data is not None and not isinstance(data, bytes):
+            _cut(request)  # a streamed body was not read: nothing of it goes anywhere
+        return answered
     try:
         async with session.request(
             request.method,
@@ -432,8 +519,13 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
             data=data,
             allow_redirects=False,  # redirects are the client's business
         ) as upstream:
+            breaker.connected()
             return await _relay_response(request, state, cap, upstream)
     except (_BodyAbort, aiohttp.ClientError, TimeoutError) as exc:
+        connect_error = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+        if connect_error and breaker.connect_failed():
+            counters.circuit_opened += 1
+            log.warning("upstream_circuit_open", failures=breaker.failures, cooldown_s=breaker.cooldown)
         if cap.response_started:
             # Too late for a status code: never append a clean end to a started response.
             log.warning("upstream_failed_after_response_start", error=type(exc).__name__)
@@ -444,6 +536,9 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
             # connection error on the upstream side.
             return await _body_failure_answer(request, state, cap, body)
         return await _upstream_failure_answer(request, state, cap, exc)
+    finally:
+        if probe and breaker.probing:
+            breaker.inconclusive()  # the probe ended without a verdict: let the next one try
 
 
 def _upstream_request_headers(request: web.Request, rid: str) -> CIMultiDict[str]:

@@ -32,6 +32,9 @@ def test_demo_short_run_prints_inventory(tmp_path: Path) -> None:
     # columns: name, method, path, last called (date, time), 30d unused, authentication, schemes, external
     assert lines["GET /internal/stats"].split()[8] == "no"  # never called from the internet
     assert "credit_card(response_body)" in lines["GET /api/payments/{payment_id}"]
+    # the demo's attacks become signature alerts in the collector
+    alerts = out.split("== Alerts")[1].split("== Findings")[0]
+    assert "SIG_SQLI" in alerts and "SIG_XSS" in alerts and "185.220.101.34" in alerts
     # posture: the spec's gaps show up as findings, recommendations and template answers
     assert "== Findings" in out and "== Recommendations" in out and "== Explorer templates" in out
     findings = {(line.split()[1], line.split()[2] + " " + line.split()[3]) for line in out.split("== Findings")[1]
