@@ -240,7 +240,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
         try:
-            print(f"collector  {demo.collector_url}   (read token: {demo.tokens['read']})")
+            print(f"collector  {demo.collector_url}   (read token: {demo.tokens['read']})\n"
+                  f"dashboard  {demo.collector_url}/   (log in with the read token)")
             print(f"demo API   {demo.runtime.cfg.upstream}")
             print(f"sensor     {demo.sensor_url}  -> demo API, window {args.window:g}s")
             seconds = args.duration if args.duration is not None else DEFAULT_TRAFFIC_SECONDS

@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from apiward.logs import get_logger
-from collector import posture_handlers, posture_jobs
+from collector import dashboard, posture_handlers, posture_jobs
 from collector import recommendations as recs
 from collector.auth import Authenticator
 from collector.handlers import ROUTES as CORE_ROUTES
@@ -127,6 +127,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None) -> web.A
     app[RECOMMENDATIONS] = recs.load(settings.recommendations_file or recs.DEFAULT_PATH)
     for method, path, handler, _ in ROUTES:
         app.router.add_route(method, path, handler)
+    dashboard.setup(app)  # the HTML pages at / (session login, not bearer tokens; see collector/dashboard)
 
     async def store_lifecycle(app: web.Application) -> AsyncIterator[None]:
         slot = app[STORE]
