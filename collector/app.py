@@ -21,6 +21,7 @@ from apiward.logs import get_logger
 from collector import dashboard, posture_handlers, posture_jobs
 from collector import recommendations as recs
 from collector.auth import Authenticator
+from collector.export.service import export_context
 from collector.handlers import ROUTES as CORE_ROUTES
 from collector.handlers import Handler
 from collector.metrics import CollectorMetrics
@@ -147,4 +148,5 @@ def create_app(settings: CollectorSettings, store: Store | None = None) -> web.A
     app.cleanup_ctx.append(
         posture_jobs.sweep_context(lambda: app[STORE].store, settings.sweep_seconds, settings.retention_days)
     )
+    app.cleanup_ctx.append(export_context(settings))  # alert policy on the store, export dispatchers
     return app

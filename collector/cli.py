@@ -38,6 +38,9 @@ def _serve(args: argparse.Namespace) -> int:
             insecure_dev=args.insecure_dev,
             log_level=args.log_level,
             retention_days=args.retention_days,
+            exporters_file=args.exporters,
+            suppressions_file=args.suppressions,
+            alert_group_window=args.alert_group_window,
         )
     except ConfigError as exc:
         return _fail("serve", str(exc), EXIT_CONFIG)
@@ -54,6 +57,24 @@ def _serve(args: argparse.Namespace) -> int:
     except Exception as exc:  # the database does not exist, a migration failed, ...
         return _fail("serve", f"cannot start the collector: {type(exc).__name__}: {exc}")
     return 0
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> int:
+    from collector.export.cli import run
+
+    try:
+        settings = load_settings(database=args.database, exporters_file=args.exporters, insecure_dev=True)
+    except ConfigError as exc:
+        return _fail("export", str(exc), EXIT_CONFIG)
+    try:
+        return run(args, settings)
+    except ConfigError as exc:
+        return _fail("export", str(exc), EXIT_CONFIG)
+    except Exception as exc:  # the database is away, a migration is missing, ...
+        return _fail("export", f"{type(exc).__name__}: {exc}")
 
 
 # --- readers -------------------------------------------------------------------------------------
@@ -263,7 +284,40 @@ def add_commands(subparsers: Any) -> None:
         "--retention-days", type=int, default=None, metavar="N",
         help="roll per-window rows older than N days into hourly rows (env APIWARD_RETENTION_DAYS, default 14)",
     )
+    serve.add_argument(
+        "--exporters", default=None, metavar="FILE",
+        help="YAML list of SIEM exporters (env APIWARD_EXPORTERS_FILE); see 'Send alerts to your SIEM'",
+    )
+    serve.add_argument(
+        "--suppressions", default=None, metavar="FILE",
+        help="YAML suppression rules (env APIWARD_SUPPRESSIONS_FILE, default policies/suppressions.yaml)",
+    )
+    serve.add_argument(
+        "--alert-group-window", type=float, default=None, metavar="SECONDS",
+        help="quiet time after which a group's next occurrence opens a new alert "
+        "(env APIWARD_ALERT_GROUP_WINDOW, default 86400)",
+    )
     serve.set_defaults(func=_serve)
+
+    export = subparsers.add_parser(
+        "export",
+        help="send the full current state to SIEM exporters, or inspect the export outbox",
+        description="Works on the collector's database directly (like serve). --snapshot queues every "
+        "alert (except suppressed ones) and every unhealthy recommendation for the exporters and delivers "
+        "them; a running collector on the same database helps deliver.",
+    )
+    action = export.add_mutually_exclusive_group(required=True)
+    action.add_argument("--snapshot", action="store_true", help="queue and deliver the full current state")
+    action.add_argument("--status", action="store_true", help="print outbox rows per exporter and state")
+    action.add_argument("--requeue-dead", action="store_true", help="give dead-lettered rows new attempts")
+    export.add_argument("--exporter", action="append", default=None, metavar="NAME",
+                        help="only this exporter (repeatable; default: all)")
+    export.add_argument("--database", default=None, metavar="URL", help="as for serve (env APIWARD_DATABASE)")
+    export.add_argument("--exporters", default=None, metavar="FILE", help="as for serve (env APIWARD_EXPORTERS_FILE)")
+    export.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long --snapshot waits for delivery (default %(default)s)")
+    export.add_argument("--no-wait", action="store_true", help="--snapshot only queues; a collector delivers")
+    export.set_defaults(func=_export)
 
     inv = subparsers.add_parser("inventory", help="inventory counts and sensors")
     _reader_options(inv)

@@ -19,8 +19,9 @@ from collector.problems import ApiError
 from collector.settings import Role
 from collector.state import CALLER, METRICS, OPENAPI, SETTINGS, store_of
 from collector.store import AlertFilter, EndpointFilter
+from collector.store.alert_store import alert_history
 from collector.store.posture_store import api_risk
-from collector.store.store import ALERT_STATUSES
+from collector.store.store import ALERT_LIST_STATUSES, ALERT_STATUSES
 from collector.timefmt import iso
 
 log = get_logger("collector.api")
@@ -218,11 +219,26 @@ async def list_alerts(request: web.Request) -> web.Response:
     filters = AlertFilter(
         type=_text(request, "type", 100),
         severity=_choice(request, "severity", SEVERITIES),
-        status=_choice(request, "status", ALERT_STATUSES),
+        status=_choice(request, "status", ALERT_LIST_STATUSES),
         endpoint_id=_text(request, "endpoint", 64),
     )
     page = await store_of(request.app).list_alerts(filters, _limit(request), request.query.get("cursor"))
     return _page([alert_view(a) for a in page.items], page.next_cursor)
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    """One alert with its status history (who changed it, when, from what to what)."""
+    _only(request, ())
+    store, alert_id = store_of(request.app), request.match_info["id"]
+    row = await store.get_alert(alert_id)
+    if row is None:
+        raise ApiError(404, f"no alert with id {alert_id!r}")
+    view = alert_view(row)
+    view["history"] = [
+        {"at": iso(h.at), "by": h.by, "from_status": h.from_status, "to_status": h.to_status, "note": h.note}
+        for h in await alert_history(store, alert_id)
+    ]
+    return web.json_response(view)
 
 
 async def patch_alert(request: web.Request) -> web.Response:
@@ -283,6 +299,7 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", "/api/v1/endpoints/{id}", get_endpoint, Role.READ),
     ("GET", "/api/v1/sensors", list_sensors, Role.READ),
     ("GET", "/api/v1/alerts", list_alerts, Role.READ),
+    ("GET", "/api/v1/alerts/{id}", get_alert, Role.READ),
     ("PATCH", "/api/v1/alerts/{id}", patch_alert, Role.ADMIN),
     ("GET", "/healthz", healthz, None),
     ("GET", "/readyz", readyz, None),

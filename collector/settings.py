@@ -16,6 +16,11 @@ from typing import Any
 
 import yaml
 
+from collector import suppressions as supp
+from collector.export.config import ExportConfig
+from collector.export.config import load as load_exporters
+from collector.yamlnodes import YamlFileError
+
 MIN_TOKEN_LENGTH = 16
 TOKEN_ENV = {
     "ingest": "APIWARD_INGEST_TOKENS",
@@ -64,6 +69,11 @@ class CollectorSettings:
     retention_days: int = 14  # per-window rows older than this are rolled into hourly rows
     sweep_seconds: float = 300.0  # periodic posture pass (time-based findings, reset, retention); 0 = off
     recommendations_file: str | None = None  # default: policies/recommendations.yaml
+    # Alerts and export (collector.store.alert_store, collector.export).
+    alert_group_window: float = 86400.0  # seconds of quiet after which a group's next occurrence is a new alert
+    suppressions: supp.Suppressions = field(default_factory=supp.Suppressions)
+    exporters: ExportConfig = field(default_factory=ExportConfig)
+    recommendation_check_seconds: float = 60.0  # how often "recommendation became unhealthy" is checked
 
     def validate(self) -> CollectorSettings:
         if not 0 <= self.port <= 65535:
@@ -77,6 +87,8 @@ class CollectorSettings:
             raise ConfigError("max_decompressed_bytes must be at least max_body_bytes")
         if not 1 <= self.retention_days <= 3650:
             raise ConfigError(f"retention days must be between 1 and 3650, not {self.retention_days}")
+        if not 1 <= self.alert_group_window <= 90 * 86400:
+            raise ConfigError("the alert grouping window must be between 1 second and 90 days")
         if self.sweep_seconds < 0:
             raise ConfigError("the posture sweep interval must not be negative")
         seen: dict[bytes, Role] = {}
@@ -192,6 +204,9 @@ def load_settings(
     log_level: str | None = None,
     environ: Mapping[str, str] | None = None,
     retention_days: int | None = None,
+    exporters_file: str | None = None,
+    suppressions_file: str | None = None,
+    alert_group_window: float | None = None,
 ) -> CollectorSettings:
     """Build validated settings from flags and ``APIWARD_*`` variables (flags win)."""
     environ = os.environ if environ is None else environ
@@ -208,8 +223,33 @@ def load_settings(
             settings.retention_days = int(retention)
         except ValueError as exc:
             raise ConfigError(f"retention days must be an integer, not {retention!r}") from exc
+    window = alert_group_window if alert_group_window is not None else environ.get("APIWARD_ALERT_GROUP_WINDOW")
+    if window is not None:
+        try:
+            settings.alert_group_window = float(window)
+        except ValueError as exc:
+            raise ConfigError(f"the alert grouping window must be a number of seconds, not {window!r}") from exc
+    _load_alert_files(settings, exporters_file, suppressions_file, environ)
     settings.tokens = tokens_from_env(environ)
     tokens_file = tokens_file or environ.get("APIWARD_TOKENS_FILE")
     if tokens_file:
         settings.tokens += tokens_from_file(tokens_file)
     return settings.validate()
+
+
+def _load_alert_files(
+    settings: CollectorSettings, exporters_file: str | None, suppressions_file: str | None,
+    environ: Mapping[str, str],
+) -> None:
+    """Exporters and suppression rules; a bad file stops start-up with its file and line."""
+    exporters_file = exporters_file or environ.get("APIWARD_EXPORTERS_FILE")
+    suppressions_file = suppressions_file or environ.get("APIWARD_SUPPRESSIONS_FILE")
+    try:
+        if exporters_file:
+            settings.exporters = load_exporters(exporters_file, environ)
+        if suppressions_file:
+            settings.suppressions = supp.load(suppressions_file)
+        elif supp.DEFAULT_PATH.exists():
+            settings.suppressions = supp.load(supp.DEFAULT_PATH)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None

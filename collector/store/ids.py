@@ -19,8 +19,13 @@ def endpoint_id(api: str, method: str, path: str) -> str:
     return _digest("endpoint", api, method.upper(), path)
 
 
-def alert_id(type_: str, api: str, method: str, path: str, *, client_ip: str, principal: str) -> str:
-    return _digest("alert", type_, api, method.upper(), path, client_ip, principal)
+def alert_id(
+    type_: str, api: str, method: str, path: str, *, client_ip: str, principal: str, generation: int = 0
+) -> str:
+    """Generation 0 is a group's first alert; a group that went quiet longer than the grouping window
+    opens generation 1, 2, ... Every collector counts the same generations, so ids still agree."""
+    parts = ("alert", type_, api, method.upper(), path, client_ip, principal)
+    return _digest(*parts) if generation == 0 else _digest(*parts, str(generation))
 
 
 def finding_id(type_: str, endpoint_id: str) -> str:

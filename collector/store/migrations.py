@@ -40,9 +40,17 @@ def _v2_posture(conn: sa.Connection) -> None:
     _create(conn, schema.V2_TABLES)
 
 
+def _v3_alert_export(conn: sa.Connection) -> None:
+    _create(conn, schema.V3_TABLES)
+    # A fresh database got this index with the version-1 alerts table (it is declared on that table);
+    # an existing one gets it here. checkfirst makes both end up the same.
+    schema.alerts_group_index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _v1_initial),
     (2, "specs, endpoint_spec, findings, endpoint_hourly", _v2_posture),
+    (3, "alert grouping index, alert_history, outbox, recommendation_state", _v3_alert_export),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

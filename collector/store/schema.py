@@ -299,3 +299,58 @@ V1_TABLES = (
     "endpoint_params", "endpoint_data_types", "endpoint_windows", "alerts",
 )
 V2_TABLES = ("specs", "endpoint_spec", "findings", "endpoint_hourly")
+
+# --- version 3: alert lifecycle and export -----------------------------------------------------
+
+# Finds the alert of a (type, endpoint, client) group that a new occurrence falls into (grouping window).
+alerts_group_index = sa.Index(
+    "ix_alerts_group", alerts.c.endpoint_id, alerts.c.type, alerts.c.client_ip, alerts.c.principal, alerts.c.last_seen
+)
+
+# SQLite only aliases the rowid (and so only autoincrements) for a column declared exactly INTEGER.
+_Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# Every status change of an alert: who (token name, or "apiward" for the collector itself) and when.
+alert_history = sa.Table(
+    "alert_history",
+    metadata,
+    sa.Column("id", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", ID, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("by", sa.String(200), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),  # null: the alert was created
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("note", sa.String(300), nullable=True),  # e.g. the suppression rule id
+    sa.Index("ix_alert_history_alert", "alert_id", "id"),
+)
+
+# The durable outbox: one row per (export event, exporter), written in the transaction that made the
+# change. Delivered rows are deleted; rows that exhausted their attempts stay with state "dead".
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("exporter", sa.String(100), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("subject_id", sa.String(128), nullable=False),  # alert id or recommendation id
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # queued | dead
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(100), nullable=True),  # the dispatcher holding the row (SQLite's lock)
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Index("ix_outbox_due", "exporter", "state", "next_attempt_at", "id"),
+)
+
+# The last exported status of each recommendation, so "became unhealthy" is an edge, emitted once.
+recommendation_state = sa.Table(
+    "recommendation_state",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+)
+
+V3_TABLES = ("alert_history", "outbox", "recommendation_state")

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from collector.settings import database_driver_url
+from collector.store import alert_store
 from collector.store import schema as t
 from collector.store.migrations import migrate
 from collector.store.rows import BatchRows, Row, build_rows
@@ -30,7 +31,8 @@ from sensor.events import Batch
 
 T = TypeVar("T")
 ACTIVE_DAYS = 30
-ALERT_STATUSES = ("active", "resolved", "dismissed")
+ALERT_STATUSES = ("active", "resolved", "dismissed")  # what an admin may set
+ALERT_LIST_STATUSES = (*ALERT_STATUSES, "suppressed")  # "suppressed" is set by suppression rules only
 # PostgreSQL: deadlock_detected, serialization_failure, unique_violation. Retrying the whole batch is
 # safe because the batch id row rolls back with everything else. unique_violation belongs here: when two
 # collectors insert the same new row at once, ON CONFLICT (id) only arbitrates the id index, so the
@@ -284,6 +286,8 @@ class Store:
         self._dialect = engine.dialect.name
         # SQLite has one writer at a time; serialising our own writes avoids SQLITE_BUSY churn.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self._dialect == "sqlite" else None
+        # Grouping window, suppression and export routes; the export service installs the configured one.
+        self.alert_policy = alert_store.AlertPolicy()
 
     @property
     def dialect(self) -> str:
@@ -355,16 +359,17 @@ class Store:
         """Apply a batch once. False when this batch id was already applied (nothing changes)."""
         rows = build_rows(batch, received_at or datetime.now(UTC))
 
-        async def work(conn: AsyncConnection) -> bool:
+        async def work(conn: AsyncConnection) -> tuple[bool, int]:
             stmt = self._insert(t.batches).values(rows.batch).on_conflict_do_nothing()
             result = await conn.execute(stmt)
             if result.rowcount == 0:
-                return False
-            await self._apply_rows(conn, rows)
-            return True
+                return False, 0
+            return True, await self._apply_rows(conn, rows)
 
-        applied: bool = await self._retrying(work)
-        return applied
+        applied, queued = await self._retrying(work)
+        if queued:
+            self.alert_policy.notify()  # after the commit: the dispatchers can see the rows now
+        return bool(applied)
 
     def _insert(self, table: sa.Table) -> Any:
         # Both dialects' Insert have ``excluded`` and ``on_conflict_do_*`` with the same signature.
@@ -409,7 +414,8 @@ class Store:
 
         return set_
 
-    async def _apply_rows(self, conn: AsyncConnection, rows: BatchRows) -> None:
+    async def _apply_rows(self, conn: AsyncConnection, rows: BatchRows) -> int:
+        """Write the batch's rows; returns how many export events were queued."""
         s = t.sensors.c
 
         def sensor_set(ex: Any) -> dict[str, Any]:
@@ -474,44 +480,22 @@ class Store:
 
         await self._upsert(conn, t.endpoint_windows, rows.windows, window_set)
 
-        a = t.alerts.c
-        received = rows.batch["received_at"]
-
-        def alert_set(ex: Any) -> dict[str, Any]:
-            newer = ex.last_seen >= a.last_seen
-            # New activity after an alert was resolved re-opens it; a dismissed alert stays dismissed
-            # (the operator said this group is not interesting).
-            reopen = sa.and_(a.status == "resolved", ex.last_seen > a.status_at)
-            values: dict[str, Any] = {
-                n: sa.case((newer, ex[n]), else_=a[n]) for n in ("title", "severity", "evidence", "rule_ids")
-            }
-            values.update(
-                count=a.count + ex.count,
-                first_seen=self._least(a.first_seen, ex.first_seen),
-                last_seen=self._greatest(a.last_seen, ex.last_seen),
-                status=sa.case((reopen, sa.literal("active")), else_=a.status),
-                status_by=sa.case((reopen, sa.literal("apiward")), else_=a.status_by),
-                status_at=sa.case((reopen, sa.literal(received, t.UTCDateTime())), else_=a.status_at),
-            )
-            return values
-
-        await self._upsert(conn, t.alerts, rows.alerts, alert_set)
+        # Alerts row by row: grouping within the window, suppression, history and export events
+        # (``alert_store``) need each alert's state before and after.
+        return await alert_store.apply_alerts(self, conn, rows.alerts, rows.batch["received_at"], self.alert_policy)
 
     async def set_alert_status(self, alert_id: str, status: str, who: str, at: datetime) -> AlertRow | None:
+        """Set the status, record who and when in the history, and queue the export event."""
         if status not in ALERT_STATUSES:
             raise ValueError(f"status must be one of {', '.join(ALERT_STATUSES)}")
 
-        async def work(conn: AsyncConnection) -> int:
-            result = await conn.execute(
-                t.alerts.update()
-                .where(t.alerts.c.id == alert_id)
-                .values(status=status, status_by=who, status_at=at)
-            )
-            return int(result.rowcount)
+        async def work(conn: AsyncConnection) -> tuple[AlertRow | None, int]:
+            return await alert_store.set_status(self, conn, alert_id, status, who=who, at=at, policy=self.alert_policy)
 
-        if not await self._retrying(work):
-            return None
-        return await self.get_alert(alert_id)
+        result: tuple[AlertRow | None, int] = await self._retrying(work)
+        if result[1]:
+            self.alert_policy.notify()
+        return result[0]
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -816,6 +800,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
 __all__ = [
     "ACTIVE_DAYS",
+    "ALERT_LIST_STATUSES",
     "ALERT_STATUSES",
     "AlertFilter",
     "AlertRow",

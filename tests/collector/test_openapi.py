@@ -97,6 +97,7 @@ async def test_real_responses_match_the_schemas(api: Client, doc: dict[str, Any]
     ids = {
         "/api/v1/endpoints/{id}": endpoints["items"][0]["id"],
         "/api/v1/apis/{id}": apis["items"][0]["id"],
+        "/api/v1/alerts/{id}": alerts["items"][0]["id"],
     }
     checked = 0
     for path, ops in doc["paths"].items():
@@ -110,7 +111,7 @@ async def test_real_responses_match_the_schemas(api: Client, doc: dict[str, Any]
         checked += 1
         if ops["get"]["security"]:  # the documented 401 problem, too
             await _check(api, doc, await api.get(url), path, "get")
-    assert checked == 15  # every GET route, the posture ones (findings, recommendations, ...) included
+    assert checked == 16  # every GET route, the posture ones (findings, recommendations, ...) included
 
     for path in ("/api/v1/endpoints/{id}", "/api/v1/apis/{id}"):
         resp = await api.get(path.replace("{id}", "missing"), headers=read)
