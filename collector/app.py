@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from apiward.logs import get_logger
-from collector import dashboard, posture_handlers, posture_jobs
+from collector import dashboard, posture_handlers, posture_jobs, ratelimit
 from collector import recommendations as recs
 from collector.auth import Authenticator
 from collector.export.service import export_context
@@ -114,7 +114,7 @@ def _openapi_document() -> bytes:
 def create_app(settings: CollectorSettings, store: Store | None = None) -> web.Application:
     """The collector app. With ``store`` the caller owns it; otherwise it is opened and closed here."""
     app = web.Application(
-        middlewares=[observe, errors, authorize],
+        middlewares=[observe, errors, ratelimit.middleware(), authorize],
         client_max_size=settings.max_body_bytes,
         # Ingest inflates gzip itself, bounded; aiohttp's automatic inflation would not be.
         handler_args={"auto_decompress": False},

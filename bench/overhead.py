@@ -1,0 +1,438 @@
+"""Overhead benchmark: the sensor against direct, nginx, mitmproxy and a bare aiohttp proxy, in one run.
+
+``python -m bench.overhead [--seconds 5] [--connections 32] [--replay-entries 20000]``
+
+Everything on 127.0.0.1, driven by ``wrk`` (one thread). For each target: one run at one connection
+(latency), one at ``--connections`` (throughput, and the proxy process tree's CPU time per request
+from /proc/<pid>/stat utime+stime). Targets: the backend directly (bench/backend.py), nginx as a
+reverse proxy (upstream keep-alive), ``mitmdump --mode reverse:``, the minimal aiohttp proxy
+(bench/baseline_proxy.py), the sensor in detect mode with all analysis on (shipping to a collector),
+the sensor with ``--enforce``. Then: the mirror listener's ingestion rate (mirrored requests, and
+exchange records posted 50 per request), offline replay of a generated HAR (exchanges/s and CPU per
+exchange), the per-stage cost of the pipeline timed directly on a fixed exchange set, and the
+sensor's resident memory before and after a cardinality run (every request a new path, client IP,
+API key and parameter value: bench/wrk_cardinality.lua).
+
+Prints a Markdown report and writes bench/results/overhead.json. Figures are ratios within this run;
+absolute numbers depend on the machine (and on whatever else it is running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.proxy_throughput import HERE, RESULTS, free_port, parse_wrk, wait_port
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# -- /proc -------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                out += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += _children(p)
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its descendants (nginx workers), seconds."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / CLK
+
+
+def rss_mib(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+# -- wrk ---------------------------------------------------------------------------------------------
+
+
+def wrk(url: str, connections: int, seconds: float, script: str = "wrk_request.lua") -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(HERE / script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    result = parse_wrk(out)
+    total = re.search(r"(\d+) requests in", out)
+    result["requests"] = float(total.group(1)) if total else result["rps"] * seconds
+    return result
+
+
+def measure(
+    url: str, pid: int | None, seconds: float, connections: int, script: str = "wrk_request.lua"
+) -> dict[str, Any]:
+    wrk(url, 4, 1.0, script)  # warm-up: pools, caches, templates
+    c1 = wrk(url, 1, seconds, script)
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    cn = wrk(url, connections, seconds, script)
+    cpu = (cpu_seconds(pid) - cpu0) if pid else 0.0
+    return {
+        "c1": c1,
+        "cN": cn,
+        "cpu_us_per_request": cpu / cn["requests"] * 1e6 if pid and cn["requests"] else None,
+    }
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+
+class Procs:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, cmd: list[str], port: int, **kw: Any) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        self.procs.append(proc)
+        wait_port(port, 30)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/nginx-body;
+  proxy_temp_path {tmp}/nginx-proxy;
+  fastcgi_temp_path {tmp}/nginx-fcgi;
+  uwsgi_temp_path {tmp}/nginx-uwsgi;
+  scgi_temp_path {tmp}/nginx-scgi;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+"""
+
+
+# -- offline parts -----------------------------------------------------------------------------------
+
+
+def make_har(path: Path, entries: int) -> None:
+    jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTQyIiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2ln"
+    items = []
+    for i in range(entries):
+        items.append({
+            "startedDateTime": f"2026-01-01T00:{(i // 600) % 60:02d}:{(i // 10) % 60:02d}.{i % 10}00Z",
+            "time": 3.2,
+            "request": {
+                "method": "GET" if i % 4 else "POST",
+                "url": f"https://api.example.com/api/items/{i % 5000}?fields=name&page={i % 7}",
+                "httpVersion": "HTTP/1.1",
+                "headers": [{"name": "Authorization", "value": f"Bearer {jwt}"},
+                            {"name": "Content-Type", "value": "application/json"}],
+                **({"postData": {"mimeType": "application/json", "text": json.dumps({"email": f"u{i}@example.com"})}}
+                   if i % 4 == 0 else {}),
+            },
+            "response": {
+                "status": 200,
+                "headers": [{"name": "Content-Type", "value": "application/json"}],
+                "content": {"mimeType": "application/json",
+                            "text": json.dumps({"id": i, "name": "Widget", "price": 19.5, "owner": {"id": 7}})},
+            },
+        })
+    path.write_text(json.dumps({"log": {"version": "1.2", "creator": {"name": "bench", "version": "1"},
+                                        "entries": items}}))
+
+
+def replay_rate(py: str, har: Path, entries: int, env: dict[str, str], tmp: str) -> dict[str, float]:
+    before = os.times()
+    t0 = time.perf_counter()
+    subprocess.run([py, "-m", "sensor.cli", "replay", str(har), "--quiet", "--log-level", "warning",
+                    "--state-dir", f"{tmp}/replay"], env=env, check=True, timeout=900,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return {"exchanges": entries, "seconds": wall, "exchanges_per_s": entries / wall,
+            "cpu_us_per_exchange": cpu / entries * 1e6}
+
+
+def stage_costs(rounds: int = 2000) -> dict[str, float]:
+    """Microseconds per exchange for each pipeline stage, timed directly on a fixed exchange set."""
+    from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
+
+    from apiward.logs import configure_logging
+    from sensor.config import SensorConfig
+    from sensor.evidence import PrincipalHasher, authentication, client_info, is_trusted_peer
+    from sensor.exchange import Exchange
+    from sensor.pipeline import Pipeline
+    from sensor.summary import SummaryAggregator
+    from sensor.walk import WalkStats, exchange_leaves
+
+    configure_logging("warning", component="sensor", stream=sys.stderr)
+    cfg = SensorConfig(upstream="http://127.0.0.1:1", api_name="bench", trusted_proxies=["127.0.0.1/32"])
+    pipeline = Pipeline(cfg, SummaryAggregator(60), PrincipalHasher(b"k" * 32))
+    jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTQyIiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2ln"
+    body = json.dumps({"id": 1, "name": "Widget", "price": 19.5, "email": "alice@example.com",
+                       "owner": {"id": 7, "phone": "+1 202 555 0143"}, "description": "x" * 300}).encode()
+    now = time.time()
+    exchanges = [
+        Exchange(
+            request_id=f"r{i}", method="GET" if i % 4 else "POST", path=f"/api/items/{i % 500}",
+            query_string=f"fields=name,price&page={i % 7}",
+            request_headers=CIMultiDictProxy(CIMultiDict({
+                "Authorization": f"Bearer {jwt}", "X-Forwarded-For": f"81.2.69.{i % 250}",
+                "Content-Type": "application/json", "Accept": "application/json"})),
+            peer_ip="127.0.0.1", request_body=body if i % 4 == 0 else b"",
+            request_body_size=len(body) if i % 4 == 0 else 0,
+            status=200, response_headers=CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"})),
+            response_body=body, response_body_size=len(body), started_at=now + i * 0.001,
+        )
+        for i in range(rounds)
+    ]
+    for ex in exchanges[:200]:
+        pipeline.submit(ex)  # warm caches and templates, as in a running sensor
+    leaves = [exchange_leaves(ex, pipeline.classifier.limits, WalkStats()) for ex in exchanges]
+    observations = [pipeline.analyse(ex)[0] for ex in exchanges]
+
+    def timed(fn: Callable[[int], object]) -> float:
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            fn(i)
+        return (time.perf_counter() - t0) / rounds * 1e6
+
+    def evidence(i: int) -> None:
+        ex = exchanges[i]
+        query: MultiDict[str] = MultiDict((lf.path, lf.value) for lf in leaves[i] if lf.location == "query")
+        trusted = is_trusted_peer(ex.peer_ip, pipeline.evidence_cfg)
+        authentication(ex.request_headers, query, pipeline.evidence_cfg, pipeline.hasher, now=now, peer_trusted=trusted)
+        client_info(ex.peer_ip, ex.request_headers, pipeline.evidence_cfg, None)
+
+    costs = {
+        "walk (body/query/header leaves)": timed(lambda i: exchange_leaves(exchanges[i], pipeline.classifier.limits,
+                                                                           WalkStats())),
+        "evidence (auth + client)": timed(evidence),
+        "routing": timed(lambda i: pipeline.router.route(exchanges[i].method, exchanges[i].path)),
+        "classification": timed(lambda i: list(pipeline.classifier.classify_leaves(leaves[i], status_class="2xx"))),
+        "signatures": timed(lambda i: pipeline.request_verdict(exchanges[i], leaves[i])),
+        "summary (aggregate)": timed(lambda i: pipeline.aggregator.add(observations[i])),
+        "whole pipeline (submit)": timed(lambda i: pipeline.submit(exchanges[i])),
+    }
+    return costs
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--replay-entries", type=int, default=20000)
+    parser.add_argument("--skip", default="", help="comma-separated targets to skip (nginx,mitmproxy,...)")
+    args = parser.parse_args(argv)
+    for tool in ("wrk",):
+        if not shutil.which(tool):
+            print(f"bench: error: {tool} is not installed", file=sys.stderr)
+            return 2
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    py = sys.executable
+    bin_dir = Path(py).parent
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    mitmdump = str(bin_dir / "mitmdump")
+    tmp = tempfile.mkdtemp(prefix="apiward-overhead-")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = Procs(env)
+    results: dict[str, dict[str, Any]] = {}
+    extra: dict[str, Any] = {}
+    s, c = args.seconds, args.connections
+    try:
+        ports = {name: free_port() for name in ("backend", "nginx", "mitm", "baseline", "collector", "sensor",
+                                                "enforce", "mirror")}
+        procs.spawn([py, "-m", "bench.backend", str(ports["backend"])], ports["backend"])
+        backend = f"http://127.0.0.1:{ports['backend']}"
+        procs.spawn([str(bin_dir / "apiward"), "serve", "--insecure-dev", "--listen",
+                     f"127.0.0.1:{ports['collector']}", "--database", f"sqlite:///{tmp}/bench.db",
+                     "--log-level", "warning"], ports["collector"])
+        collector = f"http://127.0.0.1:{ports['collector']}"
+
+        def sensor_cmd(port: int, *more: str) -> list[str]:
+            return [py, "-m", "sensor.cli", "--upstream", backend, "--listen", f"127.0.0.1:{port}",
+                    "--collector", collector, "--window", "5", "--trusted-proxies", "127.0.0.1/32",
+                    "--state-dir", f"{tmp}/sensor-{port}", "--log-level", "warning", *more]
+
+        targets: list[tuple[str, Callable[[], subprocess.Popen[bytes] | None], int]] = [
+            ("direct", lambda: None, ports["backend"]),
+        ]
+        if "nginx" not in skip and os.path.exists(nginx):
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(tmp=tmp, backend=ports["backend"], port=ports["nginx"]))
+            targets.append(("nginx", lambda: procs.spawn([nginx, "-p", tmp, "-c", str(conf)], ports["nginx"]),
+                            ports["nginx"]))
+        if "mitmproxy" not in skip and os.path.exists(mitmdump):
+            targets.append(("mitmproxy (reverse)", lambda: procs.spawn(
+                [mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(ports["mitm"]), "--mode",
+                 f"reverse:{backend}", "--set", f"confdir={tmp}/mitm"], ports["mitm"]), ports["mitm"]))
+        targets.append(("baseline aiohttp proxy", lambda: procs.spawn(
+            [py, "-m", "bench.baseline_proxy", str(ports["baseline"]), backend], ports["baseline"]), ports["baseline"]))
+        targets.append(("sensor (detect)", lambda: procs.spawn(sensor_cmd(ports["sensor"]), ports["sensor"]),
+                        ports["sensor"]))
+        targets.append(("sensor (enforce)", lambda: procs.spawn(sensor_cmd(ports["enforce"], "--enforce"),
+                                                                ports["enforce"]), ports["enforce"]))
+        backend_pid = procs.procs[0].pid
+        for name, start, port in targets:
+            proc = start()
+            pid = proc.pid if proc is not None else backend_pid
+            results[name] = measure(f"http://127.0.0.1:{port}", pid, s, c)
+            results[name]["rss_mib"] = rss_mib(pid)
+            if name == "sensor (detect)":
+                before = rss_mib(pid)
+                card = wrk(f"http://127.0.0.1:{port}", c, max(s, 10.0), "wrk_cardinality.lua")
+                extra["cardinality"] = {"requests": card["requests"], "rss_before_mib": before,
+                                        "rss_after_mib": rss_mib(pid), "rps": card["rps"]}
+            if proc is not None and name not in ("sensor (detect)",):
+                procs.stop(proc)
+            print(f"measured {name}", file=sys.stderr)
+
+        mirror = procs.spawn([py, "-m", "sensor.cli", "--mode", "mirror", "--listen", f"127.0.0.1:{ports['mirror']}",
+                              "--collector", collector, "--window", "5", "--state-dir", f"{tmp}/mirror",
+                              "--log-level", "warning", "--api-name", "mirror"], ports["mirror"])
+        murl = f"http://127.0.0.1:{ports['mirror']}"
+        mirrored = measure(murl, mirror.pid, s, c)
+        records = measure(murl, mirror.pid, s, c, "wrk_records.lua")
+        extra["mirror"] = {
+            "mirrored_requests_per_s": mirrored["cN"]["rps"],
+            "mirrored_cpu_us_per_exchange": mirrored["cpu_us_per_request"],
+            "record_posts_per_s": records["cN"]["rps"],
+            "records_per_s": records["cN"]["rps"] * 50,
+            "records_cpu_us_per_exchange": (records["cpu_us_per_request"] or 0) / 50,
+            "non_2xx": mirrored["cN"]["non_2xx"] + records["cN"]["non_2xx"],
+        }
+        print("measured mirror", file=sys.stderr)
+    finally:
+        procs.stop_all()
+
+    har = Path(tmp) / "bench.har"
+    make_har(har, args.replay_entries)
+    extra["replay"] = replay_rate(py, har, args.replay_entries, env, tmp)
+    print("measured replay", file=sys.stderr)
+    extra["stage_us"] = stage_costs()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    report = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+              "seconds": s, "connections": c, "targets": results, **extra}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "overhead.json").write_text(json.dumps(report, indent=2))
+    print(render(report))
+    return 0
+
+
+def render(r: dict[str, Any]) -> str:
+    t = r["targets"]
+    c = r["connections"]
+    direct, base = t["direct"], t.get("baseline aiohttp proxy")
+    lines = [
+        f"| target | req/s (c{c}) | x direct | x baseline | p50 ms (c1) | p99 ms (c1) | p50 ms (c{c}) | p99 ms (c{c}) "
+        "| CPU µs/req | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in t.items():
+        rps = m["cN"]["rps"]
+        vs_base = f"{rps / base['cN']['rps']:.2f}" if base else "-"
+        cpu = m["cpu_us_per_request"]
+        cpu_text = "(backend)" if name == "direct" else (f"{cpu:,.0f}" if cpu is not None else "-")
+        lines.append(
+            f"| {name} | {rps:,.0f} | {rps / direct['cN']['rps']:.2f} | {vs_base} | {m['c1']['p50_ms']:.3f} | "
+            f"{m['c1']['p99_ms']:.3f} | {m['cN']['p50_ms']:.2f} | {m['cN']['p99_ms']:.2f} | {cpu_text} | "
+            f"{int(m['cN']['non_2xx'] + m['c1']['non_2xx'])} |"
+        )
+    lines.append("")
+    det = t.get("sensor (detect)")
+    mitm = t.get("mitmproxy (reverse)")
+    if det:
+        lines.append(f"- added median latency at one connection, sensor (detect) over direct: "
+                     f"{det['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms (goal <= 0.6), p99: "
+                     f"{det['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms (goal <= 2)")
+        if base:
+            ratio = det["cN"]["rps"] / base["cN"]["rps"]
+            lines.append(f"- sensor (detect) / baseline req/s: {ratio:.2f} (goal >= 0.75)")
+        if mitm:
+            ratio = det["cN"]["rps"] / mitm["cN"]["rps"]
+            lines.append(f"- sensor (detect) / mitmproxy req/s: {ratio:.2f} (goal >= 6)")
+    m = r.get("mirror")
+    if m:
+        lines.append(f"- mirror ingestion: {m['mirrored_requests_per_s']:,.0f} mirrored requests/s; "
+                     f"{m['records_per_s']:,.0f} exchange records/s (50 per POST) (goal >= 5,000/s)")
+    rp = r.get("replay")
+    if rp:
+        lines.append(f"- offline replay: {rp['exchanges_per_s']:,.0f} exchanges/s over {rp['exchanges']:,} entries, "
+                     f"{rp['cpu_us_per_exchange']:,.0f} µs CPU per exchange (goal >= 20,000/s)")
+    card = r.get("cardinality")
+    if card:
+        lines.append(f"- sensor RSS under cardinality load ({card['requests']:,.0f} requests, each a new path, IP, key "
+                     f"and value): {card['rss_before_mib']:.1f} -> {card['rss_after_mib']:.1f} MiB")
+    lines += ["", "| pipeline stage | µs per exchange |", "|---|---:|"]
+    for stage, us in r.get("stage_us", {}).items():
+        lines.append(f"| {stage} | {us:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
