@@ -127,6 +127,7 @@ class Pipeline(ExchangeSink):
             raise ConfigError(str(exc)) from exc
         self.alerts = AlertAggregator(cfg.window)
         self.counters = PipelineCounters()
+        self.debug = cfg.log_level == "debug"  # per-request log lines only then (they cost even when filtered)
 
     # -- the stages ------------------------------------------------------------------------------
     def request_verdict(self, ex: Exchange, leaves: Sequence[Leaf] | None = None) -> ScanResult:
@@ -201,6 +202,8 @@ class Pipeline(ExchangeSink):
                 error=stage,
                 at=f"{where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else None,
             )
+            return
+        if not self.debug:
             return
         log.debug(
             "request_analysed",
