@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck bench venv clean
+.PHONY: demo test lint typecheck bench bench-all bench-signatures bench-classify venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,18 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.proxy_throughput
+
+bench-signatures: $(STAMP)
+	$(BIN)/python -m bench.signature_quality
+	$(BIN)/python -m bench.signature_speed
+
+bench-classify: $(STAMP)
+	$(BIN)/python -m bench.classify_quality
+	$(BIN)/python -m bench.classify_speed
+
+bench-all: bench bench-signatures bench-classify
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.dashboard_render
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
