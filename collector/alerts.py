@@ -116,6 +116,32 @@ _CATALOGUE: dict[str, CatalogueEntry] = {
         "Block the client: attack tools announce themselves in the user agent.",
         "Review the requests it sent for successful exploitation.",
     ),
+    # Beyond the commercial plan's list (sensor.behaviour): same contract, apiward's own ids.
+    "API_BOLA": _e(
+        "Collection", "API1:2023",
+        "Check object-level authorization: the caller read objects that belong to other principals.",
+        "Enforce ownership checks in the handler, not only authentication.",
+    ),
+    "API_BruteForce": _e(
+        "Credential access", "API2:2023",
+        "Lock or slow down the targeted account and the source address.",
+        "Require multi-factor authentication on the login flow.",
+    ),
+    "API_CredentialStuffing": _e(
+        "Credential access", "API2:2023",
+        "Block the sources; force password resets for accounts that logged in successfully.",
+        "Add bot protection and breached-password checks to the login flow.",
+    ),
+    "API_BrokenAuthentication": _e(
+        "Initial access", "API2:2023",
+        "Reject unsigned (alg none), expired and unverifiable tokens in the API or gateway.",
+        "Review what the accepted requests returned.",
+    ),
+    "API_ExcessiveDataExposure": _e(
+        "Exfiltration", "API3:2023",
+        "Check why the endpoint returned data types it normally does not.",
+        "Return only the fields the client needs (response schemas, field filtering).",
+    ),
 }
 
 # Signature alerts are SIG_<CATEGORY> (sensor.alerting), one entry per signature category.

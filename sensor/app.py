@@ -81,7 +81,8 @@ class SensorRuntime:
             started_at=self.started_at,
         )
         self.aggregator = SummaryAggregator(cfg.window)
-        self.pipeline = Pipeline(cfg, self.aggregator, PrincipalHasher(load_principal_secret(cfg)))
+        secret = load_principal_secret(cfg)
+        self.pipeline = Pipeline(cfg, self.aggregator, PrincipalHasher(secret), secret=secret)
         self.proxy_counters = ProxyCounters()
         self.shipper = Shipper(
             cfg.collector,
@@ -250,6 +251,8 @@ class _SensorMetrics(Collector):
             "upstream_timeouts": ("504 answers: upstream timed out", rt.proxy_counters.upstream_timeouts_504),
             "attacks": ("Requests whose signature score reached the threshold", rt.pipeline.counters.attacks),
             "blocked": ("Requests blocked in enforce mode", rt.proxy_counters.blocked),
+            "behaviour_alerts": ("Behavioural alert events emitted", rt.pipeline.behaviour.counters.alerts_emitted),
+            "behaviour_errors": ("Exchanges the behaviour models failed on", rt.pipeline.behaviour.counters.errors),
             "enforce_over_budget": ("Enforce verdicts over budget (passed)", rt.proxy_counters.enforce_over_budget),
             "client_disconnects": ("Clients gone before the response ended", rt.proxy_counters.client_disconnects),
             "batches_shipped": ("Batches accepted by the collector", rt.shipper.shipped_batches),

@@ -10,6 +10,7 @@ exception messages can quote request data, so they stay out.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from multidict import MultiDict
 
 from apiward.logs import get_logger
 from sensor.alerting import AlertAggregator
+from sensor.behaviour import BehaviourEngine, BehaviourError
 from sensor.classify import Classifier, DatatypesError
 from sensor.config import ConfigError, SensorConfig
 from sensor.events import AlertEvent
@@ -110,6 +112,7 @@ class Pipeline(ExchangeSink):
         hasher: PrincipalHasher,
         *,
         clock: Callable[[], float] = time.time,
+        secret: bytes | None = None,
     ) -> None:
         self.cfg = cfg
         self.aggregator = aggregator
@@ -122,8 +125,14 @@ class Pipeline(ExchangeSink):
             self.router.load_openapi(load_spec_file(path), self.api)
         try:
             self.classifier = Classifier.from_policies(cfg.policies)
-            self.signatures = SignatureEngine.from_policies(cfg.policies, paranoia=cfg.paranoia)
-        except (DatatypesError, SignaturePolicyError) as exc:  # a bad policy file stops start-up: file:line
+            # A policy directory overrides only the kinds it holds: signatures when it has signatures/.
+            signatures_dir = cfg.policies if cfg.policies and os.path.isdir(os.path.join(cfg.policies, "signatures")) \
+                else None
+            self.signatures = SignatureEngine.from_policies(signatures_dir, paranoia=cfg.paranoia)
+            # The principal secret keys the behaviour models' hashed evidence too, so it is stable
+            # across restarts and replicas.
+            self.behaviour = BehaviourEngine.from_policies(cfg.policies, clock=clock, secret=secret)
+        except (DatatypesError, SignaturePolicyError, BehaviourError) as exc:  # bad policy: file:line
             raise ConfigError(str(exc)) from exc
         self.alerts = AlertAggregator(cfg.window)
         self.counters = PipelineCounters()
@@ -141,6 +150,10 @@ class Pipeline(ExchangeSink):
         return self.signatures.scan(build_items(ex.path, query, headers, cookies, body))
 
     def analyse(self, ex: Exchange) -> tuple[Observation, ScanResult]:
+        observation, verdict, _ = self._analyse(ex)
+        return observation, verdict
+
+    def _analyse(self, ex: Exchange) -> tuple[Observation, ScanResult, list[Leaf]]:
         headers = ex.request_headers
         leaves = exchange_leaves(ex, self.classifier.limits, WalkStats())
         query: MultiDict[str] = MultiDict((leaf.path, leaf.value) for leaf in leaves if leaf.location == "query")
@@ -179,13 +192,14 @@ class Pipeline(ExchangeSink):
             data_types=data_types,
             request_id=ex.request_id,
         )
-        return observation, verdict
+        return observation, verdict, leaves
 
     def submit(self, exchange: Exchange) -> None:
         self.counters.exchanges += 1
         try:
-            observation, verdict = self.analyse(exchange)
+            observation, verdict, leaves = self._analyse(exchange)
             self.aggregator.add(observation)
+            self.behaviour.observe(observation, exchange, leaves)
             if verdict.blocked:  # the score reached the paranoia level's threshold: an attack
                 self.counters.attacks += 1
                 self.alerts.add_signature_verdict(
@@ -215,4 +229,5 @@ class Pipeline(ExchangeSink):
         )
 
     def drain_alerts(self, now: float, *, force: bool = False) -> list[AlertEvent]:
-        return self.alerts.drain(now, force=force)
+        """Signature alerts of closed windows, and the behavioural alerts due now."""
+        return self.alerts.drain(now, force=force) + self.behaviour.drain(now, force=force)
