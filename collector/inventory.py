@@ -203,6 +203,8 @@ def endpoint_view(f: EndpointFacts, now: datetime) -> dict[str, Any]:
         "inactive_30d": status != "active",
         "authentication": auth,
         "auth_schemes": dict(sorted(f.auth_schemes.items())) if status == "active" else {},
+        # Requests per JWT fact in the last 30 days (the store filters them): "jwt", "alg_none", ...
+        "token_facts": dict(sorted(f.jwt_facts.items())),
         "external_traffic_observed": iso(f.last_external) if d.external else None,
         "data_classification": data_classification(f.data_types),
         "sensitivity": level,

@@ -8,8 +8,9 @@ Facts count for 30 days (``collector.inventory.derive``): an endpoint nobody cal
 back to unknown authentication and no exposure, and its findings about traffic resolve; it gets the
 ``inactive_30d`` finding instead.
 
-Not here yet: weak tokens (alg ``none``, missing ``exp``, long lifetimes). The wire contract carries no
-JWT facts, so there is nothing to judge; the recommendation reports ``not_applicable``.
+Weak tokens are judged from the requests the sensor counted per JWT fact (``EndpointFacts.jwt_facts``,
+facts last seen in the last 30 days): the token is only decoded, never verified, so the facts say
+what clients sent and (``unsigned_accepted``) what the backend answered.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ FINDING_TYPES: dict[str, str] = {
     "zombie_endpoint": "Deprecated endpoint still called",
     "undocumented_parameters": "Parameters not declared in the spec (spec drift)",
     "auth_not_enforced": "Spec declares authentication but requests without credentials succeed",
+    "weak_tokens": "Weak tokens: alg none, no expiry, lifetime over 24 h, or symmetric signing on external endpoints",
 }
 FINDING_SEVERITIES = ("high", "medium", "low", "informational")
 FINDING_STATUSES = ("open", "resolved")
@@ -46,6 +48,10 @@ CREDENTIAL_QUERY_NAMES = frozenset(
         "token", "password", "passwd", "pwd", "secret", "client_secret", "auth", "sig", "signature",
     }
 )
+# JWT facts that make a token weak wherever it is used; "symmetric" only counts on external endpoints
+# (a shared secret that internet clients' tokens are signed with is one leak away from forged tokens).
+WEAK_TOKEN_FACTS = ("unsigned", "alg_none", "no_exp", "long_lifetime")
+
 # Data types that are credentials when they appear in a URL.
 CREDENTIAL_TYPES = frozenset(
     {
@@ -146,7 +152,27 @@ def evaluate(f: EndpointFacts, now: datetime) -> list[Finding]:
         undocumented = _undocumented(f)
         if undocumented:
             out.append(Finding("undocumented_parameters", "low", {"parameters": undocumented}))
+
+    weak = _weak_tokens(f, d.external)
+    if weak is not None:
+        out.append(weak)
     return out
+
+
+def _weak_tokens(f: EndpointFacts, external: bool) -> Finding | None:
+    """High when the backend answered 2xx to an unsigned token (anyone can forge one), else medium."""
+    tokens = f.jwt_facts
+    facts = {name: tokens[name] for name in WEAK_TOKEN_FACTS if tokens.get(name, 0) > 0}
+    if external and tokens.get("symmetric", 0) > 0:
+        facts["symmetric"] = tokens["symmetric"]
+    if not facts:
+        return None
+    accepted = tokens.get("unsigned_accepted", 0)
+    return Finding(
+        "weak_tokens",
+        "high" if accepted > 0 else "medium",
+        {"facts": facts, "jwt_requests": tokens.get("jwt", 0), "unsigned_accepted": accepted, "external": external},
+    )
 
 
 def _undocumented(f: EndpointFacts) -> list[dict[str, str]]:
@@ -165,6 +191,7 @@ __all__ = [
     "FINDING_SEVERITIES",
     "FINDING_STATUSES",
     "FINDING_TYPES",
+    "WEAK_TOKEN_FACTS",
     "Finding",
     "evaluate",
 ]

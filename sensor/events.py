@@ -71,6 +71,8 @@ class EndpointSummary(msgspec.Struct, forbid_unknown_fields=True):
     data_types: list[DataTypeSeen] = msgspec.field(default_factory=list)
     distinct_clients: int = 0
     distinct_clients_capped: bool = False
+    # Requests per JWT fact (sensor.summary.JWT_FACTS): "jwt" (carried one), "alg_none", "no_exp", ...
+    jwt_facts: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class AlertEndpoint(msgspec.Struct, forbid_unknown_fields=True):

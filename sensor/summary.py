@@ -13,6 +13,9 @@ rather than silently lost:
 - sizes and latency: a reservoir sample of ``sample_cap`` observations (max is exact);
 - distinct clients: an exact set up to ``distinct_cap``, then a lower bound flagged as capped;
 - params and data types per endpoint: the first ``max_params`` / ``max_data_types`` distinct keys.
+
+JWT facts (``EndpointSummary.jwt_facts``) count requests per fact of the token they carried, as the
+sensor decoded it (unverified): a fixed set of keys (``JWT_FACTS``), so they are bounded too.
 """
 
 from __future__ import annotations
@@ -35,6 +38,30 @@ _LAST_RESORT_KEY = ("{overflow}", "OTHER", OVERFLOW_TEMPLATE)
 # Indexed by status // 100; 0 means no response (matches ``Observation.status_class``).
 _STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 
+# Requests per JWT fact; the collector stores these names (collector.store.rows.JWT_FACTS) and judges
+# them (collector.posture, finding "weak_tokens").
+JWT_FACTS = (
+    "jwt",  # carried a JWT (any of the below is a subset of these requests)
+    "unsigned",  # alg "none", or no / an empty signature segment
+    "alg_none",  # alg "none" (case-insensitive)
+    "unsigned_accepted",  # unsigned and answered 2xx: the backend accepted a forgeable token
+    "symmetric",  # signed with HS256 / HS384 / HS512 (a shared secret)
+    "no_exp",  # readable claims without "exp"
+    "long_lifetime",  # exp - iat over 24 h (exp - request time when there is no iat)
+    "expired",  # exp in the past when the request was seen
+)
+LONG_LIFETIME_SECONDS = 24 * 3600
+_SYMMETRIC_ALGS = frozenset({"HS256", "HS384", "HS512"})
+# JWE key management algorithms (RFC 7518 4.1 and the IANA registry): the claims of such a token are
+# encrypted, so a missing exp says nothing.
+_JWE_ALGS = frozenset(
+    {
+        "RSA1_5", "RSA-OAEP", "RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512", "A128KW", "A192KW", "A256KW",
+        "dir", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW", "A128GCMKW", "A192GCMKW",
+        "A256GCMKW", "PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS512+A256KW",
+    }
+)
+
 _Key = tuple[str, str, str]  # (api, method, template)
 _DataKey = tuple[str, str, str, str]  # (type, location, path, status_class)
 
@@ -51,6 +78,7 @@ class _Acc:
         "external_requests",
         "first_seen",
         "from_spec",
+        "jwt_facts",
         "last_external",
         "last_seen",
         "latency",
@@ -95,6 +123,7 @@ class _Acc:
         self.data_types: dict[_DataKey, int] = {}
         self.clients: set[str] = set()
         self.clients_capped = False
+        self.jwt_facts: dict[str, int] = {}
 
 
 class _Window:
@@ -197,6 +226,28 @@ class SummaryAggregator:
                 acc.unauthenticated_success += 1
         elif status in (401, 403) and not auth.has_credential:
             acc.unauthenticated_rejected += 1
+        jwt = auth.jwt
+        if jwt is not None:
+            # A few dict increments per token-bearing request; the keys are JWT_FACTS.
+            jf = acc.jwt_facts
+            jf["jwt"] = jf.get("jwt", 0) + 1
+            alg = jwt.alg
+            if jwt.unsigned:
+                jf["unsigned"] = jf.get("unsigned", 0) + 1
+                if alg is not None and alg.lower() == "none":
+                    jf["alg_none"] = jf.get("alg_none", 0) + 1
+                if 200 <= status < 300:
+                    jf["unsigned_accepted"] = jf.get("unsigned_accepted", 0) + 1
+            elif alg in _SYMMETRIC_ALGS:
+                jf["symmetric"] = jf.get("symmetric", 0) + 1
+            if jwt.expired:
+                jf["expired"] = jf.get("expired", 0) + 1
+            if not jwt.malformed and alg not in _JWE_ALGS:  # the claims were readable
+                exp = jwt.exp
+                if exp is None:
+                    jf["no_exp"] = jf.get("no_exp", 0) + 1
+                elif exp - (ts if jwt.iat is None else jwt.iat) > LONG_LIFETIME_SECONDS:
+                    jf["long_lifetime"] = jf.get("long_lifetime", 0) + 1
 
         client = obs.client
         if client.external:
@@ -357,6 +408,7 @@ class SummaryAggregator:
             ],
             distinct_clients=len(acc.clients),
             distinct_clients_capped=acc.clients_capped,
+            jwt_facts=dict(sorted(acc.jwt_facts.items())),
         )
 
 

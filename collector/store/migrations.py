@@ -47,10 +47,15 @@ def _v3_alert_export(conn: sa.Connection) -> None:
     schema.alerts_group_index.create(conn, checkfirst=True)
 
 
+def _v4_token_facts(conn: sa.Connection) -> None:
+    _create(conn, schema.V4_TABLES)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _v1_initial),
     (2, "specs, endpoint_spec, findings, endpoint_hourly", _v2_posture),
     (3, "alert grouping index, alert_history, outbox, recommendation_state", _v3_alert_export),
+    (4, "endpoint_jwt (token facts)", _v4_token_facts),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

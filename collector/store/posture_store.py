@@ -276,6 +276,7 @@ async def reset_stale_facts(store: Store, now: datetime) -> None:
             )
         )
         await conn.execute(t.endpoint_data_types.delete().where(t.endpoint_data_types.c.last_seen < cutoff))
+        await conn.execute(t.endpoint_jwt.delete().where(t.endpoint_jwt.c.last_seen < cutoff))
 
     await store.write(work)
 

@@ -17,7 +17,12 @@ from sensor.events import AlertEvent, Batch, Distribution, EndpointSummary
 
 Row = dict[str, Any]
 Rows = dict[tuple[Any, ...], Row]  # rows of one table by primary key
-_TABLES = ("apis", "endpoints", "daily", "auth", "status", "params", "data_types", "windows", "alerts")
+_TABLES = ("apis", "endpoints", "daily", "auth", "status", "params", "data_types", "jwt", "windows", "alerts")
+# The JWT facts this collector stores (sensor.summary.JWT_FACTS). Others, from a newer sensor, are
+# dropped: the table stays bounded by this list and every name fits its column.
+JWT_FACTS = frozenset(
+    {"jwt", "unsigned", "alg_none", "unsigned_accepted", "symmetric", "no_exp", "long_lifetime", "expired"}
+)
 
 
 def utc(value: datetime) -> datetime:
@@ -59,6 +64,7 @@ class BatchRows:
     status: list[Row] = field(default_factory=list)
     params: list[Row] = field(default_factory=list)
     data_types: list[Row] = field(default_factory=list)
+    jwt: list[Row] = field(default_factory=list)
     windows: list[Row] = field(default_factory=list)
     alerts: list[Row] = field(default_factory=list)
 
@@ -180,6 +186,16 @@ def _add_summary(s: EndpointSummary, sensor_id: str, acc: dict[str, Rows]) -> No
             (eid, d.type, d.location, d.path, d.status_class),
             {"endpoint_id": eid, "type": d.type, "location": d.location, "path": d.path,
              "status_class": d.status_class, "count": d.count, "first_seen": first, "last_seen": last},
+            ("count",),
+        )
+        row["first_seen"], row["last_seen"] = min(row["first_seen"], first), max(row["last_seen"], last)
+    for fact, n in s.jwt_facts.items():
+        if fact not in JWT_FACTS or n <= 0:
+            continue
+        row = _add(
+            acc["jwt"],
+            (eid, fact),
+            {"endpoint_id": eid, "fact": fact, "count": n, "first_seen": first, "last_seen": last},
             ("count",),
         )
         row["first_seen"], row["last_seen"] = min(row["first_seen"], first), max(row["last_seen"], last)

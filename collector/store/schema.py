@@ -354,3 +354,19 @@ recommendation_state = sa.Table(
 )
 
 V3_TABLES = ("alert_history", "outbox", "recommendation_state")
+
+# --- version 4: token facts --------------------------------------------------------------------
+
+# Requests per JWT fact (collector.store.rows.JWT_FACTS: "jwt", "alg_none", "no_exp", ...), with the
+# first and last window that reported it, so a fact ages out of the 30-day view like data types do.
+endpoint_jwt = sa.Table(
+    "endpoint_jwt",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("fact", sa.String(32), primary_key=True),
+    sa.Column("count", Count, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+V4_TABLES = ("endpoint_jwt",)

@@ -99,6 +99,7 @@ class EndpointFacts:
     body_declared: bool = False
     recent_params: list[ParamRow] = field(default_factory=list)  # seen in the last 30 days
     findings_count: int = 0  # open findings
+    jwt_facts: dict[str, int] = field(default_factory=dict)  # requests per JWT fact, seen in the last 30 days
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +466,7 @@ class Store:
         await self._upsert(
             conn, t.endpoint_data_types, rows.data_types, self._counting(t.endpoint_data_types, "count", seen=True)
         )
+        await self._upsert(conn, t.endpoint_jwt, rows.jwt, self._counting(t.endpoint_jwt, "count", seen=True))
         w = t.endpoint_windows.c
 
         def window_set(ex: Any) -> dict[str, Any]:
@@ -624,6 +626,13 @@ class Store:
                     r["first_seen"], r["last_seen"],
                 )
             )
+        jw = t.endpoint_jwt.c
+        for eid, fact, n in await conn.execute(
+            sa.select(jw.endpoint_id, jw.fact, jw.count)
+            .where(jw.endpoint_id.in_(ids_), jw.last_seen >= cutoff)
+            .order_by(jw.endpoint_id, jw.fact)
+        ):
+            facts[eid].jwt_facts[fact] = int(n)
         al = t.alerts.c
         high = sa.func.sum(sa.case((al.severity == "high", 1), else_=0))
         for eid, n, n_high in await conn.execute(

@@ -73,6 +73,7 @@ async def test_real_responses_match_the_schemas(api: Client, doc: dict[str, Any]
                     DataTypeSeen(type="email", location="response_body", path="$.email", status_class="2xx"),
                     DataTypeSeen(type="us_ssn", location="query", path="ssn"),
                 ],
+                jwt_facts={"jwt": 9, "alg_none": 1, "unsigned": 1, "unsigned_accepted": 1},
             ),
             summary(path="/idle", requests=0, authenticated_success=0, status_classes={}, auth_schemes={}),
         ],
@@ -92,6 +93,7 @@ async def test_real_responses_match_the_schemas(api: Client, doc: dict[str, Any]
     apis = await _check(api, doc, await api.get("/api/v1/apis", headers=read), "/api/v1/apis", "get")
     alerts = await _check(api, doc, await api.get("/api/v1/alerts", headers=read), "/api/v1/alerts", "get")
     assert endpoints["items"] and apis["items"] and alerts["items"]
+    assert {e["path"]: e["token_facts"] for e in endpoints["items"]}["/users/{id}"]["alg_none"] == 1
     with pytest.raises(jsonschema.ValidationError):  # the schemas are strict: drift fails loudly
         _validate(doc, {"$ref": "#/components/schemas/Endpoint"}, {**endpoints["items"][0], "surprise": 1})
     ids = {

@@ -86,7 +86,7 @@ async def test_a_version_2_database_migrates_to_version_3(tmp_path: Path, monkey
     new = await Store.open(url)
     try:
         async with new.engine.connect() as conn:
-            assert await migrations.current_version(conn) == 3
+            assert await migrations.current_version(conn) == migrations.LATEST_VERSION  # 3, and any later
             names = await conn.run_sync(lambda c: {i["name"] for i in sa.inspect(c).get_indexes("alerts")})
         assert "ix_alerts_group" in names
         await new.apply_batch(batch([], [alert()]))

@@ -7,12 +7,13 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
 from sensor.events import Batch, DataTypeSeen, EndpointSummary, SensorInfo, decode_batch, encode_batch
-from sensor.observation import AuthEvidence, ClientInfo, Observation, Route
-from sensor.summary import OVERFLOW_TEMPLATE, SummaryAggregator
+from sensor.observation import AuthEvidence, ClientInfo, JwtInfo, Observation, Route
+from sensor.summary import JWT_FACTS, OVERFLOW_TEMPLATE, SummaryAggregator
 
 T0 = 1_700_000_000.0  # a multiple of 10 and of 60
 NONE = AuthEvidence(schemes=("none",))
@@ -160,6 +161,76 @@ def test_auth_and_status_counts() -> None:
     assert s.authenticated_success == 3
     assert s.unauthenticated_success == 3
     assert s.unauthenticated_rejected == 2
+
+
+NOW_S = int(T0 + 1)  # the observations' timestamp
+HOUR = 3600
+
+
+def _jwt(**kw: Any) -> AuthEvidence:
+    return AuthEvidence(schemes=("jwt",), principal="p1", jwt=JwtInfo(**kw))
+
+
+@pytest.mark.parametrize(
+    ("info", "status", "facts"),
+    [
+        pytest.param({"alg": "RS256", "iat": NOW_S, "exp": NOW_S + HOUR}, 200, {}, id="rs256-short-lived"),
+        pytest.param({"alg": "none", "unsigned": True, "iat": NOW_S, "exp": NOW_S + HOUR}, 200,
+                     {"unsigned": 1, "alg_none": 1, "unsigned_accepted": 1}, id="alg-none-accepted"),
+        pytest.param({"alg": "NONE", "unsigned": True, "iat": NOW_S, "exp": NOW_S + HOUR}, 401,
+                     {"unsigned": 1, "alg_none": 1}, id="alg-none-rejected"),
+        pytest.param({"alg": "RS256", "unsigned": True, "iat": NOW_S, "exp": NOW_S + HOUR}, 204,
+                     {"unsigned": 1, "unsigned_accepted": 1}, id="empty-signature-accepted"),
+        pytest.param({"alg": "HS256", "iat": NOW_S, "exp": NOW_S + HOUR}, 200, {"symmetric": 1}, id="hs256"),
+        pytest.param({"alg": "HS512"}, 403, {"symmetric": 1, "no_exp": 1}, id="hs512-without-exp"),
+        pytest.param({"alg": "HS256", "unsigned": True, "exp": NOW_S + HOUR}, 500, {"unsigned": 1},
+                     id="hs256-header-but-unsigned-is-not-symmetric"),
+        pytest.param({"alg": "ES256", "iat": NOW_S, "exp": NOW_S + 48 * HOUR}, 200, {"long_lifetime": 1},
+                     id="48h-lifetime"),
+        pytest.param({"alg": "ES256", "iat": NOW_S, "exp": NOW_S + 24 * HOUR}, 200, {}, id="exactly-24h"),
+        pytest.param({"alg": "ES256", "exp": NOW_S + 25 * HOUR}, 200, {"long_lifetime": 1},
+                     id="no-iat-valid-for-over-24h"),
+        pytest.param({"alg": "ES256", "exp": NOW_S + 23 * HOUR}, 200, {}, id="no-iat-valid-for-under-24h"),
+        pytest.param({"alg": "RS256", "iat": NOW_S - 2 * HOUR, "exp": NOW_S - HOUR, "expired": True}, 401,
+                     {"expired": 1}, id="expired"),
+        pytest.param({"alg": "RSA-OAEP"}, 200, {}, id="jwe-claims-unreadable"),
+        pytest.param({"alg": None, "malformed": True}, 401, {}, id="malformed"),
+        pytest.param({"alg": "RS256", "unsigned": True, "malformed": True}, 200,
+                     {"unsigned": 1, "unsigned_accepted": 1}, id="header-payload-only"),
+    ],
+)
+def test_jwt_facts(info: dict[str, Any], status: int, facts: dict[str, int]) -> None:
+    agg = SummaryAggregator(60)
+    agg.add(obs(auth=_jwt(**info), status=status))
+    s = only(agg.drain(T0 + 60))
+    assert s.jwt_facts == {"jwt": 1, **facts}
+    assert set(s.jwt_facts) <= set(JWT_FACTS)
+    assert list(s.jwt_facts) == sorted(s.jwt_facts)
+
+
+def test_jwt_facts_add_up_and_stay_empty_without_tokens() -> None:
+    agg = SummaryAggregator(60)
+    none_alg = _jwt(alg="none", unsigned=True)
+    for auth, status in [(none_alg, 200), (none_alg, 401), (_jwt(alg="HS256"), 200), (JWT, 200), (NONE, 200)]:
+        agg.add(obs(auth=auth, status=status))
+    agg.add(obs(route=Route("shop", "/plain"), auth=JWT))  # a JWT scheme without decoded info
+    items, plain = agg.drain(T0 + 60)
+    assert plain.path == "/plain" and plain.jwt_facts == {}
+    assert items.jwt_facts == {
+        "alg_none": 2, "jwt": 3, "no_exp": 3, "symmetric": 1, "unsigned": 2, "unsigned_accepted": 1
+    }
+    # The field travels on the wire and old batches without it still decode.
+    batch = Batch(
+        batch_id="x",
+        sensor=SensorInfo(id="s", name="s", version="0", mode="inline", started_at=ts(T0)),
+        created_at=ts(T0),
+        seq=1,
+        summaries=[items],
+    )
+    assert decode_batch(encode_batch(batch)).summaries[0].jwt_facts == items.jwt_facts
+    legacy = msgspec.json.decode(encode_batch(batch))
+    del legacy["summaries"][0]["jwt_facts"]  # a batch from a sensor that predates the field
+    assert decode_batch(msgspec.json.encode(legacy)).summaries[0].jwt_facts == {}
 
 
 def test_external_plaintext_and_clients() -> None:
