@@ -29,10 +29,15 @@ async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int
 
 
 class CountingBackend:
-    """A backend that counts what it served per (method, endpoint template)."""
+    """A backend that counts what it served per (method, endpoint template).
+
+    ``request_ids`` keeps, in order, the ``X-Request-ID`` header (the sensor's id for the exchange; ``""``
+    when absent) with the method and template of every request served, for per-request accounting.
+    """
 
     def __init__(self) -> None:
         self.served: Counter[tuple[str, str]] = Counter()
+        self.request_ids: list[tuple[str, str, str]] = []
         self.app = web.Application()
         r = self.app.router
         r.add_get("/items/{item_id}", self._item)
@@ -42,6 +47,7 @@ class CountingBackend:
 
     def _count(self, request: web.Request, template: str) -> None:
         self.served[(request.method, template)] += 1
+        self.request_ids.append((request.headers.get("X-Request-ID", ""), request.method, template))
 
     async def _item(self, request: web.Request) -> web.Response:
         if "Authorization" not in request.headers:
