@@ -40,6 +40,7 @@ from sensor.events import DataTypeSeen
 from sensor.exchange import Exchange
 from sensor.validators import VALIDATORS, Validator
 from sensor.walk import DEFAULT_LIMITS, Leaf, WalkLimits, WalkStats, exchange_leaves
+from sensor.yamlnodes import line_of, node_at
 
 _hyperscan: Any
 try:  # Hyperscan is optional: a platform without it gets the pure-re scanner, same results.
@@ -130,33 +131,6 @@ def bundled_datatypes_path() -> str:
     return str(Path(__file__).resolve().parent.parent / "policies" / "datatypes.yaml")
 
 
-def _node_at(node: yaml.Node | None, path: str) -> yaml.Node | None:
-    """The YAML node at a msgspec error path like ``$.datatypes[3].patterns[0].regex``."""
-    for part in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", path.removeprefix("$")):
-        if node is None:
-            return None
-        name, index = part
-        if name and isinstance(node, yaml.MappingNode):
-            found = None
-            for knode, vnode in node.value:
-                if isinstance(knode, yaml.ScalarNode) and knode.value == name:
-                    found = vnode
-                    break
-            if found is None:
-                return node
-            node = found
-        elif index and isinstance(node, yaml.SequenceNode):
-            i = int(index)
-            if i >= len(node.value):
-                return node
-            node = node.value[i]
-        else:
-            return node
-    return node
-
-
-def _line(node: yaml.Node | None) -> int:
-    return node.start_mark.line + 1 if node is not None else 1
 
 
 def _load_file(path: str) -> list[tuple[DataTypeSpec, int]]:
@@ -178,10 +152,10 @@ def _load_file(path: str) -> list[tuple[DataTypeSpec, int]]:
     except msgspec.ValidationError as exc:
         msg = str(exc)
         where = msg.rsplit(" - at `", 1)
-        node = _node_at(root, where[1].rstrip("`")) if len(where) == 2 else root
-        raise DatatypesError(f"{path}:{_line(node)}: {msg}") from None
+        node = node_at(root, where[1].rstrip("`")) if len(where) == 2 else root
+        raise DatatypesError(f"{path}:{line_of(node)}: {msg}") from None
     if parsed.version != 1:
-        raise DatatypesError(f"{path}:{_line(_node_at(root, '$.version'))}: unsupported version {parsed.version}")
+        raise DatatypesError(f"{path}:{line_of(node_at(root, '$.version'))}: unsupported version {parsed.version}")
     out: list[tuple[DataTypeSpec, int]] = []
     seen: set[str] = set()
     # One compile of all the file's value patterns; only when it fails is each pattern compiled on
@@ -190,11 +164,11 @@ def _load_file(path: str) -> list[tuple[DataTypeSpec, int]]:
         [p for spec in parsed.datatypes for p in spec.patterns if not p.key_required and _valid_re(p.regex)]
     )
     for i, spec in enumerate(parsed.datatypes):
-        line = _line(_node_at(root, f"$.datatypes[{i}]"))
+        line = line_of(node_at(root, f"$.datatypes[{i}]"))
 
         def fail(problem: str, sub: str = "", _i: int = i, _line_: int = line) -> DatatypesError:
-            node = _node_at(root, f"$.datatypes[{_i}]{sub}") if sub else None
-            return DatatypesError(f"{path}:{_line(node) if node is not None else _line_}: {problem}")
+            node = node_at(root, f"$.datatypes[{_i}]{sub}") if sub else None
+            return DatatypesError(f"{path}:{line_of(node) if node is not None else _line_}: {problem}")
 
         if _ID.fullmatch(spec.id) is None:
             raise fail(f"type id {spec.id!r} must match {_ID.pattern}", ".id")

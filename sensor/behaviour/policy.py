@@ -15,6 +15,8 @@ from typing import Final
 import msgspec
 import yaml
 
+from sensor.yamlnodes import line_of, node_at
+
 __all__ = ["BehaviourError", "BehaviourPolicy", "bundled_behaviour_path", "load_behaviour_policy"]
 
 
@@ -152,24 +154,6 @@ def bundled_behaviour_path() -> str:
     return str(Path(__file__).resolve().parent.parent.parent / "policies" / "behaviour.yaml")
 
 
-def _node_at(node: yaml.Node | None, path: str) -> yaml.Node | None:
-    for name, index in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", path.removeprefix("$")):
-        if node is None:
-            return None
-        if name and isinstance(node, yaml.MappingNode):
-            found = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name), None)
-            if found is None:
-                return node
-            node = found
-        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
-            node = node.value[int(index)]
-        else:
-            return node
-    return node
-
-
-def _line(node: yaml.Node | None) -> int:
-    return node.start_mark.line + 1 if node is not None else 1
 
 
 def load_behaviour_policy(path: str) -> BehaviourPolicy:
@@ -193,11 +177,11 @@ def load_behaviour_policy(path: str) -> BehaviourPolicy:
     except msgspec.ValidationError as exc:
         msg = str(exc)
         where = msg.rsplit(" - at `", 1)
-        node = _node_at(root, where[1].rstrip("`")) if len(where) == 2 else root
-        raise BehaviourError(f"{path}:{_line(node)}: {msg}") from None
+        node = node_at(root, where[1].rstrip("`")) if len(where) == 2 else root
+        raise BehaviourError(f"{path}:{line_of(node)}: {msg}") from None
 
     def fail(at: str, problem: str) -> BehaviourError:
-        return BehaviourError(f"{path}:{_line(_node_at(root, at))}: {problem}")
+        return BehaviourError(f"{path}:{line_of(node_at(root, at))}: {problem}")
 
     if policy.version != 1:
         raise fail("$.version", f"unsupported version {policy.version}")
