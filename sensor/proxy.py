@@ -468,10 +468,11 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
     if state.request_gate is not None:
         try:
             blocked = await state.request_gate(request, _exchange(request, cap, body))
-        except Exception:
-            # Fail open: a broken verdict must not take the API down.
+        except Exception as exc:
+            # Fail open: a broken verdict must not take the API down. Logged by type only: an exception
+            # message can quote request data.
             counters.analysis_errors += 1
-            log.exception("request_gate_failed")
+            log.warning("request_gate_failed", error=type(exc).__name__)
             blocked = None
         if blocked is not None:
             counters.blocked += 1
