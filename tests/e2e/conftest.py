@@ -15,6 +15,8 @@ from aiohttp import web
 
 from collector.app import create_app
 from collector.settings import CollectorSettings, Role, Token
+from sensor.app import SensorRuntime
+from sensor.config import SensorConfig
 
 INGEST = "e2e-ingest-token-0123456789"
 READ = "e2e-read-token-0123456789ab"
@@ -117,3 +119,27 @@ async def collector(tmp_path: Path) -> AsyncIterator[str]:
     runner, port = await serve(create_app(collector_settings(tmp_path / "collector.db")))
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
+
+
+@pytest.fixture
+async def sensor(
+    tmp_path: Path, backend: tuple[CountingBackend, str], collector: str
+) -> AsyncIterator[SensorRuntime]:
+    """An inline sensor in front of the counting backend, shipping to the collector, 1 s windows;
+    127.0.0.1 is a trusted hop so tests can play internet clients with X-Forwarded-For."""
+    _, backend_url = backend
+    cfg = SensorConfig(
+        upstream=backend_url,
+        listen="127.0.0.1:0",
+        collector=collector,
+        ingest_token=INGEST,
+        window=1.0,
+        trusted_proxies=["127.0.0.1/32"],
+        api_name="e2e",
+        state_dir=str(tmp_path / "sensor"),
+    ).validate()
+    runtime = SensorRuntime(cfg)
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+

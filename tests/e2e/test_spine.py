@@ -3,43 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from sensor.app import SensorRuntime
-from sensor.config import SensorConfig
-from tests.e2e.conftest import INGEST, CountingBackend, read_json, wait_for
+from tests.e2e.conftest import CountingBackend, read_json, wait_for
 
 JWT = (
     "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."
     "eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSIsImlzcyI6Imh0dHBzOi8vbG9naW4uZXhhbXBsZSIsImV4cCI6NDEwMjQ0NDgwMH0."
     "c2lnbmF0dXJl"
 )
-
-
-@pytest.fixture
-async def sensor(
-    tmp_path: Path, backend: tuple[CountingBackend, str], collector: str
-) -> AsyncIterator[SensorRuntime]:
-    _, backend_url = backend
-    cfg = SensorConfig(
-        upstream=backend_url,
-        listen="127.0.0.1:0",
-        collector=collector,
-        ingest_token=INGEST,
-        window=1.0,
-        trusted_proxies=["127.0.0.1/32"],
-        api_name="e2e",
-        state_dir=str(tmp_path / "sensor"),
-    ).validate()
-    runtime = SensorRuntime(cfg)
-    await runtime.start()
-    yield runtime
-    await runtime.stop()
 
 
 def endpoint(items: list[dict[str, Any]], method: str, path: str) -> dict[str, Any]:

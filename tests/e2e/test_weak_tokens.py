@@ -6,16 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from sensor.app import SensorRuntime
-from sensor.config import SensorConfig
-from tests.e2e.conftest import INGEST, CountingBackend, read_json, wait_for
+from tests.e2e.conftest import read_json, wait_for
 
 HOUR = 3600
 
@@ -26,27 +22,6 @@ def _b64(value: dict[str, Any]) -> str:
 
 def jwt(header: dict[str, Any], claims: dict[str, Any], signature: str = "c2lnbmF0dXJl") -> str:
     return f"{_b64(header)}.{_b64(claims)}.{signature}"
-
-
-@pytest.fixture
-async def sensor(
-    tmp_path: Path, backend: tuple[CountingBackend, str], collector: str
-) -> AsyncIterator[SensorRuntime]:
-    _, backend_url = backend
-    cfg = SensorConfig(
-        upstream=backend_url,
-        listen="127.0.0.1:0",
-        collector=collector,
-        ingest_token=INGEST,
-        window=1.0,
-        trusted_proxies=["127.0.0.1/32"],
-        api_name="e2e",
-        state_dir=str(tmp_path / "sensor"),
-    ).validate()
-    runtime = SensorRuntime(cfg)
-    await runtime.start()
-    yield runtime
-    await runtime.stop()
 
 
 async def test_weak_tokens_become_findings_with_evidence(sensor: SensorRuntime, collector: str) -> None:
