@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, unquote
 import msgspec
 
 if TYPE_CHECKING:
+    from multidict import MultiMapping
+
     from sensor.exchange import Exchange
 
 __all__ = [
@@ -778,6 +780,32 @@ def walk_exchange(
     return iter(exchange_leaves(exchange, limits, stats))
 
 
+def _walk_message_body(
+    out: list[Leaf],
+    body: bytes,
+    full_size: int,
+    headers: MultiMapping[str],
+    location: str,
+    *,
+    limits: WalkLimits,
+    stats: WalkStats,
+) -> None:
+    """One message's body, read by its own Content-Type and Content-Encoding; a prefix shorter than
+    the full size is walked as incomplete."""
+    if body:
+        out.extend(
+            walk_body(
+                body,
+                headers.get("Content-Type"),
+                location,
+                limits,
+                stats,
+                complete=len(body) >= full_size,
+                content_encoding=headers.get("Content-Encoding"),
+            )
+        )
+
+
 def exchange_leaves(
     exchange: Exchange, limits: WalkLimits = DEFAULT_LIMITS, stats: WalkStats | None = None
 ) -> list[Leaf]:
@@ -788,32 +816,14 @@ def exchange_leaves(
     if exchange.query_string:
         out.extend(walk_query(exchange.query_string, limits, st))
     out.extend(walk_headers(exchange.request_headers, limits, st))
-    req = exchange.request_body
-    if req:
-        out.extend(
-            walk_body(
-                req,
-                exchange.request_headers.get("Content-Type"),
-                "request_body",
-                limits,
-                st,
-                complete=len(req) >= exchange.request_body_size,
-                content_encoding=exchange.request_headers.get("Content-Encoding"),
-            )
-        )
+    _walk_message_body(
+        out, exchange.request_body, exchange.request_body_size, exchange.request_headers, "request_body",
+        limits=limits, stats=st,
+    )
     if exchange.status:
         out.extend(walk_headers(exchange.response_headers, limits, st))
-        resp = exchange.response_body
-        if resp:
-            out.extend(
-                walk_body(
-                    resp,
-                    exchange.response_headers.get("Content-Type"),
-                    "response_body",
-                    limits,
-                    st,
-                    complete=len(resp) >= exchange.response_body_size,
-                    content_encoding=exchange.response_headers.get("Content-Encoding"),
-                )
-            )
+        _walk_message_body(
+            out, exchange.response_body, exchange.response_body_size, exchange.response_headers, "response_body",
+            limits=limits, stats=st,
+        )
     return out
