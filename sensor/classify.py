@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
-import yaml
 
 from sensor.events import DataTypeSeen
 from sensor.exchange import Exchange
 from sensor.validators import VALIDATORS, Validator
 from sensor.walk import DEFAULT_LIMITS, Leaf, WalkLimits, WalkStats, exchange_leaves
-from sensor.yamlnodes import line_of, node_at
+from sensor.yamlnodes import line_of, node_at, read_policy_yaml
 
 _hyperscan: Any
 try:  # Hyperscan is optional: a platform without it gets the pure-re scanner, same results.
@@ -135,18 +134,7 @@ def bundled_datatypes_path() -> str:
 
 def _load_file(path: str) -> list[tuple[DataTypeSpec, int]]:
     """Parse and validate one file: (spec, line of its entry) for each type."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatatypesError(f"{path}: cannot read: {exc.__class__.__name__}: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DatatypesError(f"{path}:{line}: invalid YAML: {problem}") from None
+    data, root = read_policy_yaml(path, DatatypesError)
     try:
         parsed = msgspec.convert(data, _DatatypesFile)
     except msgspec.ValidationError as exc:

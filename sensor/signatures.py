@@ -43,6 +43,7 @@ import msgspec
 import yaml
 
 from sensor import transforms as tf
+from sensor.yamlnodes import read_policy_yaml
 
 _hs: Any
 try:  # Hyperscan is optional: x86_64/aarch64 wheels only; the re engine covers the rest
@@ -291,18 +292,7 @@ def _line_of(root: yaml.Node | None, path: list[str | int], key: str | None = No
 
 
 def _load_file(path: Path) -> tuple[SignatureFile, yaml.Node | None]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SignaturePolicyError(f"{path}: cannot read: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SignaturePolicyError(f"{path}:{line}: invalid YAML: {problem}") from None
+    data, root = read_policy_yaml(path, SignaturePolicyError)
     if data is None:
         data = {}
     try:

@@ -8,6 +8,8 @@ the deepest node that exists, so an error about a missing key points at the mapp
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -34,3 +36,25 @@ def node_at(node: yaml.Node | None, path: str) -> yaml.Node | None:
 def line_of(node: yaml.Node | None) -> int:
     """1-based line of a node (1 when there is none: the error concerns the whole file)."""
     return int(node.start_mark.line) + 1 if node is not None else 1
+
+
+def read_policy_yaml(path: str | Path, error: type[Exception]) -> tuple[Any, yaml.Node | None]:
+    """Read a policy file once: its data and its node tree (for line numbers), from one parse.
+
+    Unreadable files and YAML syntax errors raise ``error`` with ``file[:line]: problem``.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc.__class__.__name__}: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(f"{path}:{mark.line + 1 if mark is not None else 1}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    return data, root

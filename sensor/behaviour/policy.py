@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
-import yaml
 
-from sensor.yamlnodes import line_of, node_at
+from sensor.yamlnodes import line_of, node_at, read_policy_yaml
 
 __all__ = ["BehaviourError", "BehaviourPolicy", "bundled_behaviour_path", "load_behaviour_policy"]
 
@@ -158,17 +157,8 @@ def bundled_behaviour_path() -> str:
 
 def load_behaviour_policy(path: str) -> BehaviourPolicy:
     """Parse and validate one behaviour policy file. Raises ``BehaviourError`` with ``file:line``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BehaviourError(f"{path}: cannot read: {exc.__class__.__name__}: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise BehaviourError(f"{path}:{mark.line + 1 if mark is not None else 1}: invalid YAML: {problem}") from None
+    data, root = read_policy_yaml(path, BehaviourError)
+    data = data or {}
     if not isinstance(data, dict):
         raise BehaviourError(f"{path}:1: expected a mapping at the top level")
     data.pop("base_dir", None)
