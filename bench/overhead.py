@@ -7,7 +7,8 @@ Everything on 127.0.0.1, driven by ``wrk`` (one thread). For each target: one ru
 from /proc/<pid>/stat utime+stime). Targets: the backend directly (bench/backend.py), nginx as a
 reverse proxy (upstream keep-alive), ``mitmdump --mode reverse:``, the minimal aiohttp proxy
 (bench/baseline_proxy.py), the sensor in detect mode with all analysis on (shipping to a collector),
-the sensor with ``--enforce``. Then: the mirror listener's ingestion rate (mirrored requests, and
+the sensor with ``--enforce``, the sensor with ``--analysis-process`` (proxy and analysis in two
+processes; CPU is the sum). Then: the mirror listener's ingestion rate (mirrored requests, and
 exchange records posted 50 per request), offline replay of a generated HAR (exchanges/s and CPU per
 exchange), the per-stage cost of the pipeline timed directly on a fixed exchange set, and the
 sensor's resident memory before and after a cardinality run (every request a new path, client IP,
@@ -34,58 +35,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.procfs import cpu_seconds, rss_mib
 from bench.proxy_throughput import HERE, RESULTS, free_port, parse_wrk, wait_port
 
-CLK = os.sysconf("SC_CLK_TCK")
-
-
 # -- /proc -------------------------------------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
-                out += [int(c) for c in fh.read().split()]
-    except OSError:
-        pass
-    return out
-
-
-def tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        todo += _children(p)
-    return pids
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its descendants (nginx workers), seconds."""
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/stat", encoding="ascii") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / CLK
-
-
-def rss_mib(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/status", encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 # -- wrk ---------------------------------------------------------------------------------------------
@@ -305,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     s, c = args.seconds, args.connections
     try:
         ports = {name: free_port() for name in ("backend", "nginx", "mitm", "baseline", "collector", "sensor",
-                                                "enforce", "mirror")}
+                                                "enforce", "split", "mirror")}
         procs.spawn([py, "-m", "bench.backend", str(ports["backend"])], ports["backend"])
         backend = f"http://127.0.0.1:{ports['backend']}"
         procs.spawn([str(bin_dir / "apiward"), "serve", "--insecure-dev", "--listen",
@@ -336,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                         ports["sensor"]))
         targets.append(("sensor (enforce)", lambda: procs.spawn(sensor_cmd(ports["enforce"], "--enforce"),
                                                                 ports["enforce"]), ports["enforce"]))
+        targets.append(("sensor (detect, --analysis-process)", lambda: procs.spawn(
+            sensor_cmd(ports["split"], "--analysis-process"), ports["split"]), ports["split"]))
         backend_pid = procs.procs[0].pid
         for name, start, port in targets:
             proc = start()
@@ -416,6 +371,13 @@ def render(r: dict[str, Any]) -> str:
         if mitm:
             ratio = det["cN"]["rps"] / mitm["cN"]["rps"]
             lines.append(f"- sensor (detect) / mitmproxy req/s: {ratio:.2f} (goal >= 6)")
+    split = t.get("sensor (detect, --analysis-process)")
+    if split:
+        lines.append(f"- with --analysis-process (CPU = both processes): added p50 at one connection "
+                     f"{split['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, p99 "
+                     f"{split['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms"
+                     + (f"; / baseline req/s {split['cN']['rps'] / base['cN']['rps']:.2f}" if base else "")
+                     + (f"; / mitmproxy req/s {split['cN']['rps'] / mitm['cN']['rps']:.2f}" if mitm else ""))
     m = r.get("mirror")
     if m:
         lines.append(f"- mirror ingestion: {m['mirrored_requests_per_s']:,.0f} mirrored requests/s; "

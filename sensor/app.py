@@ -30,6 +30,7 @@ from sensor.evidence import PrincipalHasher
 from sensor.exchange import Exchange
 from sensor.http_common import problem_response
 from sensor.mirror import start_mirror
+from sensor.offload import ProxyProcess
 from sensor.pipeline import Pipeline
 from sensor.proxy import ProxyCounters, RequestGate, start_proxy
 from sensor.shipper import Shipper
@@ -102,6 +103,7 @@ class SensorRuntime:
                 interval=cfg.spec_sync_interval,
             )
         self._runners: list[web.AppRunner] = []
+        self.proxy_process: ProxyProcess | None = None  # --analysis-process
         self._flush_task: asyncio.Task[None] | None = None
         self.listen_port: int | None = None
         self.admin_port: int | None = None
@@ -112,20 +114,29 @@ class SensorRuntime:
             analysis_errors=self.pipeline.counters.analysis_errors + self.proxy_counters.analysis_errors,
             dropped_batches=self.shipper.dropped_batches,
             dropped_summaries=self.shipper.dropped_summaries,
-            dropped_requests=self.shipper.dropped_requests,
+            # exchanges the proxy process dropped because analysis fell behind: requests no summary counts
+            dropped_requests=self.shipper.dropped_requests + self.analysis_dropped,
             spooled_batches=self.shipper.spooled_batches,
         )
+
+    @property
+    def analysis_dropped(self) -> int:
+        return self.proxy_process.dropped if self.proxy_process is not None else 0
 
     async def start(self) -> None:
         await self.shipper.start()
         host, port = parse_listen(self.cfg.listen)
-        if self.cfg.mode == "inline":
-            gate = enforce_gate(self.pipeline, self.proxy_counters, self.cfg) if self.cfg.enforce else None
-            runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters, request_gate=gate)
+        if self.cfg.analysis_process:
+            self.proxy_process = ProxyProcess(self.cfg, self.pipeline, self.proxy_counters)
+            self.listen_port = await self.proxy_process.start()
         else:
-            runner = await start_mirror(self.cfg, self.pipeline, host, port)
-        self._runners.append(runner)
-        self.listen_port = _bound_port(runner)
+            if self.cfg.mode == "inline":
+                gate = enforce_gate(self.pipeline, self.proxy_counters, self.cfg) if self.cfg.enforce else None
+                runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters, request_gate=gate)
+            else:
+                runner = await start_mirror(self.cfg, self.pipeline, host, port)
+            self._runners.append(runner)
+            self.listen_port = _bound_port(runner)
         if self.cfg.admin_listen:
             admin_host, admin_port = parse_listen(self.cfg.admin_listen)
             admin = web.AppRunner(self._admin_app(), access_log=None)
@@ -148,6 +159,8 @@ class SensorRuntime:
         )
 
     async def stop(self) -> None:
+        if self.proxy_process is not None:
+            await self.proxy_process.stop()  # every exchange it sent has been analysed after this
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -192,7 +205,7 @@ class SensorRuntime:
             return web.json_response({"status": "ok", "version": __version__})
 
         async def readyz(_: web.Request) -> web.Response:
-            ready = bool(self._runners)
+            ready = bool(self._runners) or self.proxy_process is not None
             return web.json_response({"ready": ready}, status=200 if ready else 503)
 
         async def metrics(_: web.Request) -> web.Response:
@@ -259,6 +272,11 @@ class _SensorMetrics(Collector):
             "batches_rejected": ("Batches refused by the collector (4xx)", rt.shipper.rejected_batches),
             "batches_dropped": ("Batches lost: queue and spool full", rt.shipper.dropped_batches),
             "requests_dropped": ("Requests inside dropped batches", rt.shipper.dropped_requests),
+            "analysis_dropped": ("Exchanges not analysed: the analysis process fell behind", rt.analysis_dropped),
+            "proxy_process_restarts": (
+                "Times the proxy process died and was restarted",
+                rt.proxy_process.restarts if rt.proxy_process is not None else 0,
+            ),
             "ship_retries": ("Batch send retries", rt.shipper.retries),
         }
         out: list[Metric] = []

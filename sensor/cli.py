@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inspect-bytes", dest="inspect_bytes", type=int, help="body prefix analysed (64 KiB)")
     p.add_argument("--max-body-bytes", dest="max_body_bytes", type=int, help="refuse larger request bodies (413)")
     p.add_argument("--sensor-name", dest="sensor_name", help="name shown in the collector")
+    p.add_argument(
+        "--analysis-process",
+        dest="analysis_process",
+        action="store_const",
+        const=True,
+        help="proxy in a child process and analyse in this one: uses a second core (inline mode)",
+    )
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return p
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -338,8 +339,10 @@ async def start_proxy(
     ssl_context: ssl.SSLContext | None = None,
     request_gate: RequestGate | None = None,
     breaker: CircuitBreaker | None = None,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """Start the proxy on ``host:port``; the caller owns the runner (``await runner.cleanup()``).
+    """Start the proxy on ``host:port``, or on an already listening ``sock`` (the proxy process of
+    ``--analysis-process``); the caller owns the runner (``await runner.cleanup()``).
 
     TLS: ``ssl_context`` wins; otherwise ``cfg.tls_cert`` (+ ``tls_key``, ``tls_client_ca``) is used.
     """
@@ -360,7 +363,12 @@ async def start_proxy(
         handler_cancellation=False,  # a gone client must not cancel mid-way: we count and clean up
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, ssl_context=ssl_context)
+        host, port = sock.getsockname()[:2]
+    else:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:

@@ -94,7 +94,8 @@ CASES: dict[str, dict[str, Any]] = {
     "standalone": {"sensor": {"mode": "standalone", "upstream": UPSTREAM}},
     "standalone-full": {
         "sensor": {"mode": "standalone", "upstream": UPSTREAM, "autoscaling": {"enabled": False}, "replicas": 3,
-                   "trustedProxies": ["10.0.0.0/8"], "apiName": "orders", "enforce": True},
+                   "trustedProxies": ["10.0.0.0/8"], "apiName": "orders", "enforce": True,
+                   "analysisProcess": True},
         "tokens": {"ingest": INGEST, "read": READ, "admin": ADMIN},
         "policies": {"files": {"signatures.yaml": "rules: []\n"}},
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
@@ -237,6 +238,7 @@ def test_standalone_options_reach_the_sensor(chart: Any) -> None:
     sensor = container(dep["spec"]["template"]["spec"], "apiward-sensor")
     a = args_of(sensor)
     assert a["trusted-proxies"] == "10.0.0.0/8" and a["api-name"] == "orders" and "--enforce" in sensor["args"]
+    assert "--analysis-process" in sensor["args"]
     assert a["policies"] == "/etc/apiward/policies"
 
 

@@ -96,6 +96,9 @@ The sensor container. (dict "ctx" <chart context> "mode" "standalone|sidecar|mir
     {{- if $s.enforce }}
     - --enforce
     {{- end }}
+    {{- if and $s.analysisProcess (ne .mode "mirror") }}
+    - --analysis-process
+    {{- end }}
     {{- if $ctx.Values.policies.files }}
     - --policies=/etc/apiward/policies
     {{- end }}
