@@ -29,7 +29,7 @@ from sensor.events import SensorInfo, SensorStats
 from sensor.evidence import PrincipalHasher
 from sensor.exchange import Exchange
 from sensor.http_common import problem_response
-from sensor.mirror import start_mirror
+from sensor.mirror import MirrorCounters, start_mirror
 from sensor.offload import ProxyProcess
 from sensor.pipeline import Pipeline
 from sensor.proxy import ProxyCounters, RequestGate, start_proxy
@@ -85,6 +85,7 @@ class SensorRuntime:
         secret = load_principal_secret(cfg)
         self.pipeline = Pipeline(cfg, self.aggregator, PrincipalHasher(secret), secret=secret)
         self.proxy_counters = ProxyCounters()
+        self.mirror_counters = MirrorCounters()
         self.shipper = Shipper(
             cfg.collector,
             cfg.ingest_token,
@@ -111,7 +112,9 @@ class SensorRuntime:
     def stats(self) -> SensorStats:
         return SensorStats(
             exchanges=self.pipeline.counters.exchanges,
-            analysis_errors=self.pipeline.counters.analysis_errors + self.proxy_counters.analysis_errors,
+            analysis_errors=self.pipeline.counters.analysis_errors
+            + self.proxy_counters.analysis_errors
+            + self.mirror_counters.analysis_errors,
             dropped_batches=self.shipper.dropped_batches,
             dropped_summaries=self.shipper.dropped_summaries,
             # exchanges the proxy process dropped because analysis fell behind: requests no summary counts
@@ -127,14 +130,15 @@ class SensorRuntime:
         await self.shipper.start()
         host, port = parse_listen(self.cfg.listen)
         if self.cfg.analysis_process:
-            self.proxy_process = ProxyProcess(self.cfg, self.pipeline, self.proxy_counters)
+            counters = self.proxy_counters if self.cfg.mode == "inline" else self.mirror_counters
+            self.proxy_process = ProxyProcess(self.cfg, self.pipeline, counters)
             self.listen_port = await self.proxy_process.start()
         else:
             if self.cfg.mode == "inline":
                 gate = enforce_gate(self.pipeline, self.proxy_counters, self.cfg) if self.cfg.enforce else None
                 runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters, request_gate=gate)
             else:
-                runner = await start_mirror(self.cfg, self.pipeline, host, port)
+                runner = await start_mirror(self.cfg, self.pipeline, host, port, self.mirror_counters)
             self._runners.append(runner)
             self.listen_port = _bound_port(runner)
         if self.cfg.admin_listen:
@@ -259,6 +263,8 @@ class _SensorMetrics(Collector):
         counters: dict[str, tuple[str, float]] = {
             "exchanges": ("Exchanges analysed", rt.pipeline.counters.exchanges),
             "analysis_errors": ("Exchanges whose analysis failed", rt.stats().analysis_errors),
+            "mirrored_requests": ("Mirrored requests received", rt.mirror_counters.mirrored_requests),
+            "records_accepted": ("Exchange records accepted", rt.mirror_counters.records_accepted),
             "proxy_requests": ("Requests received by the proxy", rt.proxy_counters.requests),
             "upstream_errors": ("502 answers: upstream unreachable", rt.proxy_counters.upstream_errors_502),
             "upstream_timeouts": ("504 answers: upstream timed out", rt.proxy_counters.upstream_timeouts_504),

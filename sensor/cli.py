@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="analysis_process",
         action="store_const",
         const=True,
-        help="proxy in a child process and analyse in this one: uses a second core (inline mode)",
+        help="proxy (or mirror listener) in a child process, analysis in this one: uses a second core",
     )
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return p

@@ -67,7 +67,7 @@ class SensorConfig:
     record_max_batch: int = 100  # records in one JSON array
     # spec templates pulled from the collector (sensor/spec_sync.py); 0 turns the pull off
     spec_sync_interval: float = 60.0
-    # inline mode: proxy in a child process, analysis in this one (sensor/offload.py)
+    # capture (proxy or mirror listener) in a child process, analysis in this one (sensor/offload.py)
     analysis_process: bool = False
 
     def validate(self) -> SensorConfig:
@@ -93,8 +93,6 @@ class SensorConfig:
             raise ConfigError("inspect_bytes must be between 0 and 16 MiB")
         if self.paranoia not in (1, 2, 3, 4):
             raise ConfigError(f"--paranoia must be 1, 2, 3 or 4, not {self.paranoia}")
-        if self.analysis_process and self.mode != "inline":
-            raise ConfigError("--analysis-process applies to the inline proxy (mode inline)")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log level must be debug|info|warning|error, not {self.log_level!r}")
         return self

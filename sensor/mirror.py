@@ -19,6 +19,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import socket
 import time
 import zlib
 from dataclasses import dataclass
@@ -137,8 +138,11 @@ async def start_mirror(
     host: str,
     port: int,
     counters: MirrorCounters | None = None,
+    *,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """Start the mirror listener on ``host:port``; the caller owns the runner."""
+    """Start the mirror listener on ``host:port``, or on an already listening ``sock`` (the listener
+    process of ``--analysis-process``); the caller owns the runner."""
     app = build_mirror_app(cfg, sink, counters)
     runner = web.AppRunner(
         app,
@@ -149,7 +153,12 @@ async def start_mirror(
         access_log=None,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock)
+        host, port = sock.getsockname()[:2]
+    else:
+        site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except BaseException:

@@ -1,9 +1,11 @@
-"""The proxy half of ``--analysis-process`` (see ``sensor/offload.py``); started by the sensor, not by
-hand: ``python -m sensor.proxy_process LISTEN_FD CHANNEL_FD`` with the configuration as JSON on stdin.
+"""The capture half of ``--analysis-process`` (see ``sensor/offload.py``); started by the sensor, not
+by hand: ``python -m sensor.proxy_process LISTEN_FD CHANNEL_FD`` with the configuration as JSON on
+stdin.
 
-It serves the inline proxy on the inherited listening socket and writes every finished exchange to
-the channel. In enforce mode it keeps its own signature engine for the request-phase verdict (the
-verdict must be given before anything goes upstream, so it cannot wait for the other process).
+It serves the inline proxy (or, in mirror mode, the mirror listener) on the inherited listening
+socket and writes every finished exchange to the channel. In enforce mode it keeps its own signature
+engine for the request-phase verdict (the verdict must be given before anything goes upstream, so it
+cannot wait for the other process).
 SIGTERM, or the parent going away (the channel closes), stops it gracefully.
 """
 
@@ -17,6 +19,7 @@ import sys
 
 from apiward.logs import configure_logging, get_logger
 from sensor.config import SensorConfig
+from sensor.mirror import MirrorCounters, start_mirror
 from sensor.offload import COUNTERS_INTERVAL, ChannelSink, FrameReader, counters_dict, inherit_socket
 from sensor.proxy import ProxyCounters, RequestGate, start_proxy
 
@@ -45,9 +48,15 @@ async def serve(cfg: SensorConfig, listen_fd: int, channel_fd: int) -> None:
     )
     reader.closed.add_done_callback(lambda _: stop.set())
     sink = ChannelSink(transport)
-    counters = ProxyCounters()
-    gate = _enforce_gate(cfg, counters) if cfg.enforce else None
-    runner = await start_proxy(cfg, sink, "", 0, counters, request_gate=gate, sock=inherit_socket(listen_fd))
+    listen = inherit_socket(listen_fd)
+    counters: ProxyCounters | MirrorCounters
+    if cfg.mode == "mirror":
+        counters = MirrorCounters()
+        runner = await start_mirror(cfg, sink, "", 0, counters, sock=listen)
+    else:
+        counters = ProxyCounters()
+        gate = _enforce_gate(cfg, counters) if cfg.enforce else None
+        runner = await start_proxy(cfg, sink, "", 0, counters, request_gate=gate, sock=listen)
 
     def snapshot() -> dict[str, int]:
         return {**counters_dict(counters), "analysis_dropped": sink.dropped}

@@ -9,6 +9,7 @@ the same listening socket, and the child never outlives its parent.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -16,16 +17,17 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from sensor.app import SensorRuntime
-from sensor.config import ConfigError, SensorConfig
+from sensor.config import SensorConfig
 from sensor.exchange import Exchange
+from sensor.mirror import RECORDS_PATH
 from sensor.offload import ChannelSink, FrameReader, ProxyProcess, frame, pack_exchange, unpack_exchange
 from sensor.proxy import ProxyCounters
 from tests.sensor.proxy_helpers import RecordingSink
+from tests.sensor.test_mirror import record
 
 BODY = b'{"id": 7, "email": "someone@example.org", "card": "4111 1111 1111 1111"}'
 
@@ -77,9 +79,27 @@ def test_an_exchange_survives_the_channel_field_for_field() -> None:
     assert back.request_headers.getall("x-dup") == ["1", "2"]
 
 
-def test_analysis_process_is_refused_outside_inline_mode() -> None:
-    with pytest.raises(ConfigError, match="analysis-process"):
-        SensorConfig(mode="mirror", analysis_process=True).validate()
+async def test_mirror_mode_listens_in_the_child_and_analyses_in_the_parent(tmp_path: Path) -> None:
+    cfg = SensorConfig(
+        mode="mirror", listen="127.0.0.1:0", window=1.0, state_dir=str(tmp_path / "state"), analysis_process=True,
+        log_level="warning", api_name="mirrored",
+    ).validate()  # fmt: skip
+    runtime = SensorRuntime(cfg)
+    await runtime.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{runtime.listen_port}") as client:
+            for i in range(20):
+                headers = {"X-Original-URI": f"/api/users/{i}?expand=1"}
+                async with client.get("/ignored", headers=headers) as resp:
+                    assert resp.status == 204
+            records = [record(request_id=f"rec-{i}") for i in range(10)]
+            async with client.post(RECORDS_PATH, data=json.dumps(records).encode()) as resp:
+                assert resp.status == 202 and (await resp.json())["accepted"] == 10
+    finally:
+        await runtime.stop()
+    assert runtime.pipeline.counters.exchanges == 30
+    assert runtime.mirror_counters.mirrored_requests == 20  # the child's counters reached the parent
+    assert runtime.mirror_counters.records_accepted == 10
 
 
 async def test_requests_are_proxied_and_every_exchange_is_analysed_in_the_parent(tmp_path: Path) -> None:
