@@ -404,6 +404,42 @@ class Router:
         self._reset_cache()
         return loaded
 
+    def has_operation(self, method: str, template: str) -> bool:
+        terminal = self._find_terminal(template)
+        return terminal is not None and method.upper() in terminal.ops
+
+    def remove_operation(self, method: str, template: str) -> bool:
+        """Forget one spec operation (a spec changed at the collector). A path left without
+        operations stops matching, so its requests are routed by inference again."""
+        node = self._find_node(template)
+        terminal = node.terminal if node is not None else None
+        if terminal is None or terminal.ops.pop(method.upper(), None) is None:
+            return False
+        if not terminal.ops:
+            assert node is not None
+            node.terminal = None
+        self._spec_operations -= 1
+        self._reset_cache()
+        return True
+
+    def _find_terminal(self, template: str) -> _SpecTerminal | None:
+        node = self._find_node(template)
+        return node.terminal if node is not None else None
+
+    def _find_node(self, template: str) -> _SpecNode | None:
+        """The node of a spec template, without creating one (``_spec_terminal`` creates)."""
+        node: _SpecNode | None = self._spec_root
+        for seg in _segments(template):
+            if node is None:
+                return None
+            if seg.startswith("{") and seg.endswith("}") and seg.count("{") == 1:
+                node = node.param
+            elif "{" in seg:
+                node = next((child for _, source, child in node.patterns if source == seg), None)
+            else:
+                node = node.literals.get(seg)
+        return node
+
     def _spec_terminal(self, api: str, template: str) -> _SpecTerminal:
         node = self._spec_root
         for seg in _segments(template):

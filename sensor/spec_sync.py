@@ -3,8 +3,9 @@
 Polls ``GET /api/v1/specs/templates?api=NAME`` with ``If-None-Match``: an unchanged inventory costs a
 304 and nothing else. New operations are loaded into the running ``Router`` (``load_openapi`` is
 additive and keeps the learned inference state), so traffic maps to the spec's templates and names
-from the next request on. Operations removed from a spec stay routed until the sensor restarts: the
-router has no removal, and a stale name is harmless next to a dropped one.
+from the next request on. Operations that disappear from the collector's answer (a spec re-imported
+without them, or deleted) are removed from the router again, but only those this sync added: an
+operation that also came from a ``--spec`` file stays.
 
 A failed poll is logged and retried at the next interval; it never touches traffic.
 """
@@ -58,6 +59,8 @@ class SpecSync:
         self.interval = interval
         self.etag: str | None = None
         self.loaded_operations = 0
+        self.removed_operations = 0
+        self._owned: set[tuple[str, str]] = set()  # (METHOD, template) this sync added to the router
         self.polls = 0
         self.errors = 0
         self._task: asyncio.Task[None] | None = None
@@ -81,13 +84,24 @@ class SpecSync:
             data = _loads(body)
             etag = resp.headers.get("ETag")
         router = self.router_of()
-        loaded = 0
-        for item in data.get("items", []):
-            if isinstance(item, dict) and item.get("api") == self.api:
-                loaded += router.load_openapi(operations_document(item.get("operations") or []), self.api)
+        documents = [
+            operations_document(item.get("operations") or [])
+            for item in data.get("items", [])
+            if isinstance(item, dict) and item.get("api") == self.api
+        ]
+        wanted = {(m.upper(), path) for doc in documents for path, ops in doc["paths"].items() for m in ops}
+        for method, path in sorted(wanted - self._owned):
+            if not router.has_operation(method, path):
+                self._owned.add((method, path))  # ours to remove later; a --spec file's stays
+        removed = 0
+        for method, path in sorted(self._owned - wanted):
+            removed += router.remove_operation(method, path)
+            self._owned.discard((method, path))
+        loaded = sum(router.load_openapi(doc, self.api) for doc in documents)
         self.etag = etag
         self.loaded_operations = loaded
-        log.info("spec_templates_loaded", api=self.api, operations=loaded)
+        self.removed_operations += removed
+        log.info("spec_templates_loaded", api=self.api, operations=loaded, removed=removed)
         return True
 
     async def run(self) -> None:

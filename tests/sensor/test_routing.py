@@ -395,3 +395,21 @@ def test_overflow_collapses_into_param() -> None:
 )
 def test_query_param_names(query: str, limit: int, names: tuple[str, ...]) -> None:
     assert query_param_names(query, limit) == names
+
+
+def test_a_removed_spec_operation_stops_matching() -> None:
+    router = Router("shop")
+    doc = {"paths": {"/orders/{orderId}": {"get": {"operationId": "getOrder"}, "delete": {}},
+                     "/files/{name}.{ext}": {"get": {}}}}
+    assert router.load_openapi(doc) == 3
+    assert router.has_operation("get", "/orders/{orderId}")
+    assert router.remove_operation("DELETE", "/orders/{orderId}")
+    assert not router.remove_operation("DELETE", "/orders/{orderId}")  # already gone
+    assert not router.remove_operation("GET", "/nowhere/{x}")
+    assert router.route("GET", "/orders/7").name == "getOrder"  # the path keeps its other operation
+    assert router.route("DELETE", "/orders/7").from_spec is False
+    assert router.remove_operation("GET", "/orders/{orderId}")
+    route = router.route("GET", "/orders/7")  # no operation left on the path: inference again
+    assert (route.template, route.from_spec) == ("/orders/{id}", False)
+    assert router.remove_operation("GET", "/files/{name}.{ext}")
+    assert router.spec_operations == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from aiohttp.test_utils import TestClient
 
 from collector.app import create_app
@@ -50,6 +52,16 @@ async def test_sensor_pulls_templates_from_a_real_collector(aiohttp_client: Any,
             route = router.route("GET", "/api/v3/pet/12")
             assert (route.template, route.name, route.from_spec) == ("/api/v3/pet/{petId}", "getPetById", True)
             assert not await sync.poll(session)  # unchanged: 304
+            # The spec is re-imported without the pet operations: they leave the router, the rest stays.
+            reduced = yaml.safe_load(PETSTORE.read_bytes())
+            reduced["paths"] = {p: v for p, v in reduced["paths"].items() if not p.startswith("/pet")}
+            resp = await client.post("/api/v1/specs", params={"api": "pets"}, data=json.dumps(reduced).encode(),
+                                     headers={"Authorization": f"Bearer {ADMIN}"})
+            assert resp.status == 201
+            assert await sync.poll(session)
+            assert sync.removed_operations == 19 - sync.loaded_operations > 0
+            assert router.route("GET", "/api/v3/pet/12").from_spec is False  # inferred again
+            assert router.route("GET", "/api/v3/store/inventory").from_spec is True
         # The background loop runs and stops cleanly.
         sync.start()
         await sync.stop()
