@@ -276,6 +276,13 @@ def a_exposure(w: World, t: float) -> list[tuple[float, Triple]]:
                      data_types=[EMAIL_TYPE, CARD_TYPE], response={"email": u.name}))]  # fmt: skip
 
 
+def a_bulk_records(w: World, t: float) -> list[tuple[float, Triple]]:
+    # The catalogue ignores the page size once: 5,000 products in one response (5-20 is usual).
+    items = [{"id": 1 + i, "name": "item", "price": 1 + i % 500} for i in range(5000)]
+    return [(t, make("GET", "/products", ts=t, ip="172.29.0.4", query="category=toys&page=1",
+                     response={"items": items}))]  # fmt: skip
+
+
 ATTACKS: list[tuple[str, Attack]] = [
     ("API_PopulationSpikeInAPITraffic", a_population),
     ("API_SpikeInAPITraffic", a_client_spike),
@@ -294,7 +301,15 @@ ATTACKS: list[tuple[str, Attack]] = [
     ("API_CredentialStuffing", a_stuffing),
     ("API_BrokenAuthentication", a_broken_auth),
     ("API_ExcessiveDataExposure", a_exposure),
+    ("API_ExcessiveDataExposure", a_bulk_records),
 ]
+# Scenarios of a type with several variants must raise their own variant (evidence "variant").
+VARIANTS: dict[Attack, str] = {a_exposure: "unusual_data_type", a_bulk_records: "record_count"}
+
+
+def scenario_name(alert_type: str, attack: Attack) -> str:
+    variant = VARIANTS.get(attack)
+    return f"{alert_type} ({variant})" if variant else alert_type
 
 
 @dataclass
@@ -340,12 +355,15 @@ class Sim:
         self.feed(merged)
         self.advance(t + slot)
         shipped = self.take()
-        hits = [(at, a) for at, a in shipped if a.type == alert_type and at >= start]
+        variant = VARIANTS.get(attack)
+        hits = [(at, a) for at, a in shipped if a.type == alert_type and at >= start
+                and (variant is None or a.evidence.get("variant") == variant)]  # fmt: skip
         first = min((at for at, _ in hits), default=None)
         # An alert about a benign client during the slot is a false alert, whatever its type.
         false = [a for _, a in shipped if a.client.ip is not None and a.client.ip not in attackers]
         return {
             "type": alert_type,
+            "scenario": scenario_name(alert_type, attack),
             "detected": bool(hits),
             "delay_s": None if first is None else round(first - start, 1),
             "alerts": sum(a.count for _, a in hits),
@@ -386,7 +404,7 @@ def render(result: Result) -> str:
     for row in result.rows:
         delay = "-" if row["delay_s"] is None else f"{row['delay_s']}"
         others = ", ".join(row["other_types"]) if row["other_types"] else ""  # type: ignore[arg-type]
-        lines.append(f"| `{row['type']}` | {'yes' if row['detected'] else '**no**'} | {delay} | {row['alerts']} | "
+        lines.append(f"| `{row['scenario']}` | {'yes' if row['detected'] else '**no**'} | {delay} | {row['alerts']} | "
                      f"{row['false_alerts']} | {others} |")  # fmt: skip
     n = result.benign_requests
     events = len(result.benign_alerts)

@@ -262,6 +262,7 @@ def stage_costs(rounds: int = 2000) -> dict[str, float]:
         "classification": timed(lambda i: list(pipeline.classifier.classify_leaves(leaves[i], status_class="2xx"))),
         "signatures": timed(lambda i: pipeline.request_verdict(exchanges[i], leaves[i])),
         "summary (aggregate)": timed(lambda i: pipeline.aggregator.add(observations[i])),
+        "behaviour (observe)": timed(lambda i: pipeline.behaviour.observe(observations[i], exchanges[i], leaves[i])),
         "whole pipeline (submit)": timed(lambda i: pipeline.submit(exchanges[i])),
     }
     return costs

@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from apiward.logs import get_logger
-from collector import dashboard, posture_handlers, posture_jobs, ratelimit
+from collector import dashboard, fleet_jobs, posture_handlers, posture_jobs, ratelimit
 from collector import recommendations as recs
 from collector.auth import Authenticator
 from collector.export.service import export_context
@@ -145,8 +145,13 @@ def create_app(settings: CollectorSettings, store: Store | None = None) -> web.A
 
     app.cleanup_ctx.append(store_lifecycle)
     # After the store: cleanup contexts start in order and stop in reverse.
+    fleet = fleet_jobs.FleetConfig.load(settings.behaviour_policy_file)  # validated with the settings
     app.cleanup_ctx.append(
-        posture_jobs.sweep_context(lambda: app[STORE].store, settings.sweep_seconds, settings.retention_days)
+        posture_jobs.sweep_context(
+            lambda: app[STORE].store, settings.sweep_seconds, settings.retention_days, fleet_horizon=fleet.horizon
+        )
     )
     app.cleanup_ctx.append(export_context(settings))  # alert policy on the store, export dispatchers
+    # After the export context: fleet alerts take the installed alert policy (suppression, routes).
+    app.cleanup_ctx.append(fleet_jobs.fleet_context(lambda: app[STORE].store, settings.fleet_seconds, fleet))
     return app

@@ -41,6 +41,8 @@ def _serve(args: argparse.Namespace) -> int:
             exporters_file=args.exporters,
             suppressions_file=args.suppressions,
             alert_group_window=args.alert_group_window,
+            fleet_seconds=args.fleet_interval,
+            behaviour_policy_file=args.behaviour_policy,
         )
     except ConfigError as exc:
         return _fail("serve", str(exc), EXIT_CONFIG)
@@ -296,6 +298,16 @@ def add_commands(subparsers: Any) -> None:
         "--alert-group-window", type=float, default=None, metavar="SECONDS",
         help="quiet time after which a group's next occurrence opens a new alert "
         "(env APIWARD_ALERT_GROUP_WINDOW, default 86400)",
+    )
+    serve.add_argument(
+        "--fleet-interval", type=float, default=None, metavar="SECONDS",
+        help="how often the fleet view sums all sensors' windows for population spikes and distributed "
+        "enumeration (env APIWARD_FLEET_SECONDS, default 60; 0 = off)",
+    )
+    serve.add_argument(
+        "--behaviour-policy", default=None, metavar="FILE",
+        help="behaviour.yaml the fleet view takes its thresholds from; use the sensors' "
+        "(env APIWARD_BEHAVIOUR_POLICY, default policies/behaviour.yaml)",
     )
     serve.set_defaults(func=_serve)
 

@@ -14,8 +14,8 @@ baseline arithmetic as ``sensor/behaviour`` on the merged series:
 - ``distributed_enumerations``: per (endpoint, parameter), distinct values across all sensors per
   window against the EWMA / peak of previous windows.
 
-Pure: no IO, no clock. The collector calls them on the windows it stores (``endpoint_windows``) and
-turns the findings into alerts; wiring is left to the collector.
+Pure: no IO, no clock. ``collector.fleet_jobs`` calls them periodically on the windows the collector
+stores (``endpoint_windows.status_classes`` and ``param_sketches``) and turns the findings into alerts.
 """
 
 from __future__ import annotations

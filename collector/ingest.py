@@ -19,7 +19,7 @@ from aiohttp import web
 
 from collector.alerts import SEVERITIES
 from collector.problems import ApiError
-from sensor.events import Batch, decode_batch
+from sensor.events import MAX_SKETCHES_PER_SUMMARY, SKETCH_MAX_RANK, SKETCH_REGISTERS, Batch, decode_batch
 
 _CHUNK = 64 * 1024
 _THREAD_THRESHOLD = 256 * 1024  # bigger bodies are inflated and decoded off the event loop
@@ -50,12 +50,16 @@ _LIMITS: dict[tuple[str, str], int] = {
     ("AlertEndpoint", "method"): 16,
     ("AlertClient", "ip"): 64,
     ("AlertClient", "principal"): 128,
+    ("ParamSketch", "location"): 32,
+    ("ParamSketch", "name"): 256,
+    ("ParamSketch", "hash_id"): 32,
 }
 _REQUIRED = {
     ("Batch", "batch_id"), ("SensorInfo", "id"), ("EndpointSummary", "api"), ("EndpointSummary", "method"),
     ("EndpointSummary", "path"), ("AlertEvent", "type"), ("AlertEndpoint", "api"),
-    ("AlertEndpoint", "method"), ("AlertEndpoint", "path"),
+    ("AlertEndpoint", "method"), ("AlertEndpoint", "path"), ("ParamSketch", "location"), ("ParamSketch", "name"),
 }
+_MAX_SKETCH_WINDOW = 7 * 86400.0
 _MAX_EVIDENCE_BYTES = 16 * 1024
 _METHOD = re.compile(r"[A-Za-z]{1,16}")
 
@@ -164,6 +168,8 @@ def _check_struct(obj: msgspec.Struct, where: str) -> str | None:
             problem = _check_str(value, limit, key in _REQUIRED, here)
         elif isinstance(value, (int, float)):
             problem = _check_number(value, here)
+        elif isinstance(value, bytes):
+            problem = _check_registers(value, here)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, msgspec.Struct):
@@ -189,4 +195,18 @@ def _check_struct(obj: msgspec.Struct, where: str) -> str | None:
         return f"{where}.method must be an HTTP method token"
     if struct == "AlertEvent" and obj.severity not in SEVERITIES:  # type: ignore[attr-defined]
         return f"{where}.severity must be one of {', '.join(SEVERITIES)}"
+    if struct == "EndpointSummary" and len(obj.param_sketches) > MAX_SKETCHES_PER_SUMMARY:  # type: ignore[attr-defined]
+        return f"{where}.param_sketches has more than {MAX_SKETCHES_PER_SUMMARY} sketches"
+    if struct == "ParamSketch" and not 0 < obj.window_seconds <= _MAX_SKETCH_WINDOW:  # type: ignore[attr-defined]
+        return f"{where}.window_seconds must be over 0 and at most {_MAX_SKETCH_WINDOW:.0f}"
+    return None
+
+
+def _check_registers(value: bytes, where: str) -> str | None:
+    """HyperLogLog registers of ``sensor.behaviour.sketches.Hll(10)``: merged by register-wise max,
+    so a wrong length cannot merge and a rank past the hash width would inflate every estimate."""
+    if len(value) != SKETCH_REGISTERS:
+        return f"{where} must be {SKETCH_REGISTERS} bytes (HyperLogLog registers), not {len(value)}"
+    if max(value) > SKETCH_MAX_RANK:
+        return f"{where} holds a register over {SKETCH_MAX_RANK}"
     return None

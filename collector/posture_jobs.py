@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from apiward.logs import get_logger
 from collector.posture import evaluate
-from collector.store import Store
+from collector.store import Store, fleet_store
 from collector.store import posture_store as ps
 from collector.store.ids import endpoint_id
 from sensor.events import Batch
@@ -44,20 +44,28 @@ async def refresh(store: Store, endpoint_ids: Iterable[str], now: datetime | Non
     return done
 
 
-async def sweep(store: Store, retention_days: int, now: datetime | None = None) -> dict[str, int]:
-    """The periodic pass: reset stale facts, compact old windows, re-evaluate every endpoint."""
+async def sweep(
+    store: Store, retention_days: int, now: datetime | None = None, *, fleet_horizon: timedelta | None = None
+) -> dict[str, int]:
+    """The periodic pass: reset stale facts, compact old windows, re-evaluate every endpoint; with
+    ``fleet_horizon``, delete the fleet view's sketches and marks of windows older than it."""
     now = now or datetime.now(UTC)
     await ps.reset_stale_facts(store, now)
     compacted = await ps.compact_windows(store, now, retention_days)
     evaluated = await refresh(store, await ps.endpoint_ids(store), now)
-    return {"evaluated": evaluated, "compacted_windows": compacted}
+    result = {"evaluated": evaluated, "compacted_windows": compacted}
+    if fleet_horizon is not None:
+        result["pruned_fleet_rows"] = await fleet_store.prune(store, now - fleet_horizon)
+    return result
 
 
-def sweep_context(get_store: StoreGetter, interval: float, retention_days: int) -> CleanupCtx:
+def sweep_context(
+    get_store: StoreGetter, interval: float, retention_days: int, *, fleet_horizon: timedelta | None = None
+) -> CleanupCtx:
     """A ``cleanup_ctx`` entry running ``sweep`` every ``interval`` seconds (0 turns it off)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_loop(get_store, interval, retention_days), name="posture-sweep")
+        task = asyncio.create_task(_loop(get_store, interval, retention_days, fleet_horizon), name="posture-sweep")
         try:
             yield
         finally:
@@ -68,7 +76,9 @@ def sweep_context(get_store: StoreGetter, interval: float, retention_days: int) 
     return ctx
 
 
-async def _loop(get_store: StoreGetter, interval: float, retention_days: int) -> None:
+async def _loop(
+    get_store: StoreGetter, interval: float, retention_days: int, fleet_horizon: timedelta | None = None
+) -> None:
     if interval <= 0:
         return
     while True:
@@ -77,7 +87,7 @@ async def _loop(get_store: StoreGetter, interval: float, retention_days: int) ->
         if store is None:
             continue
         try:
-            result = await sweep(store, retention_days)
+            result = await sweep(store, retention_days, fleet_horizon=fleet_horizon)
             log.info("posture_sweep", **result)
         except Exception:  # the next sweep tries again; a failing one must not end the loop
             log.exception("posture_sweep_failed")

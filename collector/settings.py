@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from collector import suppressions as supp
 from collector.export.config import ExportConfig
 from collector.export.config import load as load_exporters
 from collector.yamlnodes import YamlFileError
+from sensor.behaviour.policy import BehaviourError, load_behaviour_policy
 
 MIN_TOKEN_LENGTH = 16
 TOKEN_ENV = {
@@ -74,6 +76,10 @@ class CollectorSettings:
     suppressions: supp.Suppressions = field(default_factory=supp.Suppressions)
     exporters: ExportConfig = field(default_factory=ExportConfig)
     recommendation_check_seconds: float = 60.0  # how often "recommendation became unhealthy" is checked
+    # Fleet view (collector.fleet_jobs): how often, and the behaviour policy its thresholds come from
+    # (the sensors' behaviour.yaml; None = the bundled policies/behaviour.yaml).
+    fleet_seconds: float = 60.0  # 0 = off
+    behaviour_policy_file: str | None = None
 
     def validate(self) -> CollectorSettings:
         if not 0 <= self.port <= 65535:
@@ -91,6 +97,13 @@ class CollectorSettings:
             raise ConfigError("the alert grouping window must be between 1 second and 90 days")
         if self.sweep_seconds < 0:
             raise ConfigError("the posture sweep interval must not be negative")
+        if not math.isfinite(self.fleet_seconds) or self.fleet_seconds < 0:
+            raise ConfigError("the fleet view interval must be a number of seconds, 0 or more")
+        if self.behaviour_policy_file is not None:
+            try:
+                load_behaviour_policy(self.behaviour_policy_file)
+            except (BehaviourError, OSError) as exc:
+                raise ConfigError(f"behaviour policy: {exc}") from None
         seen: dict[bytes, Role] = {}
         for token in self.tokens:
             other = seen.setdefault(token.digest, token.role)
@@ -207,6 +220,8 @@ def load_settings(
     exporters_file: str | None = None,
     suppressions_file: str | None = None,
     alert_group_window: float | None = None,
+    fleet_seconds: float | None = None,
+    behaviour_policy_file: str | None = None,
 ) -> CollectorSettings:
     """Build validated settings from flags and ``APIWARD_*`` variables (flags win)."""
     environ = os.environ if environ is None else environ
@@ -229,6 +244,13 @@ def load_settings(
             settings.alert_group_window = float(window)
         except ValueError as exc:
             raise ConfigError(f"the alert grouping window must be a number of seconds, not {window!r}") from exc
+    fleet = fleet_seconds if fleet_seconds is not None else environ.get("APIWARD_FLEET_SECONDS")
+    if fleet is not None:
+        try:
+            settings.fleet_seconds = float(fleet)
+        except ValueError as exc:
+            raise ConfigError(f"the fleet view interval must be a number of seconds, not {fleet!r}") from exc
+    settings.behaviour_policy_file = behaviour_policy_file or environ.get("APIWARD_BEHAVIOUR_POLICY") or None
     _load_alert_files(settings, exporters_file, suppressions_file, environ)
     settings.tokens = tokens_from_env(environ)
     tokens_file = tokens_file or environ.get("APIWARD_TOKENS_FILE")

@@ -182,6 +182,7 @@ class SensorRuntime:
         now = self._now()
         summaries = self.aggregator.drain(now, force=force)
         alerts = self.pipeline.drain_alerts(now, force=force)
+        self.pipeline.attach_param_sketches(summaries)  # the fleet view's distinct-value sketches
         if summaries or alerts:
             self.shipper.submit(summaries, alerts)
         return len(summaries)
@@ -272,6 +273,10 @@ class _SensorMetrics(Collector):
             "blocked": ("Requests blocked in enforce mode", rt.proxy_counters.blocked),
             "behaviour_alerts": ("Behavioural alert events emitted", rt.pipeline.behaviour.counters.alerts_emitted),
             "behaviour_errors": ("Exchanges the behaviour models failed on", rt.pipeline.behaviour.counters.errors),
+            "sketches_dropped": (
+                "Parameter sketches not shipped to the fleet view (too many waiting)",
+                rt.pipeline.behaviour.counters.sketches_dropped,
+            ),
             "enforce_over_budget": ("Enforce verdicts over budget (passed)", rt.proxy_counters.enforce_over_budget),
             "client_disconnects": ("Clients gone before the response ended", rt.proxy_counters.client_disconnects),
             "batches_shipped": ("Batches accepted by the collector", rt.shipper.shipped_batches),

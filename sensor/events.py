@@ -42,6 +42,31 @@ class DataTypeSeen(msgspec.Struct, forbid_unknown_fields=True):
     count: int = 1
 
 
+# HyperLogLog sketches of parameter values (sensor.behaviour.sketches.Hll(10)): 2**10 one-byte
+# registers, each a rank between 0 and 64 - 10 + 1.
+SKETCH_REGISTERS = 1024
+SKETCH_MAX_RANK = 55
+MAX_SKETCHES_PER_SUMMARY = 32  # the sensor ships at most this many per summary; the collector refuses more
+
+
+class ParamSketch(msgspec.Struct, forbid_unknown_fields=True):
+    """Distinct values of one parameter of an endpoint across all clients, as HyperLogLog registers.
+
+    Only hashes went into the registers (never a value). ``window_start`` is aligned on the epoch clock
+    (``floor(t / window_seconds) * window_seconds``) so every sensor's sketch of a window covers the same
+    interval; the registers are cumulative for that window, so shipping them again is harmless (the
+    collector keeps the register-wise max). Sketches merge only with sketches of the same ``hash_id``
+    (a fingerprint of the value-hash key, shared by replicas configured with the same principal secret).
+    """
+
+    location: str  # "path" | "query" | "body"
+    name: str
+    window_start: datetime
+    window_seconds: float
+    registers: bytes  # SKETCH_REGISTERS bytes; base64 in JSON
+    hash_id: str = ""
+
+
 class EndpointSummary(msgspec.Struct, forbid_unknown_fields=True):
     """What one sensor learned about one endpoint during one window."""
 
@@ -73,6 +98,8 @@ class EndpointSummary(msgspec.Struct, forbid_unknown_fields=True):
     distinct_clients_capped: bool = False
     # Requests per JWT fact (sensor.summary.JWT_FACTS): "jwt" (carried one), "alg_none", "no_exp", ...
     jwt_facts: dict[str, int] = msgspec.field(default_factory=dict)
+    # The parameters whose distinct-value sketch changed since the last summary (collector fleet view).
+    param_sketches: list[ParamSketch] = msgspec.field(default_factory=list)
 
 
 class AlertEndpoint(msgspec.Struct, forbid_unknown_fields=True):

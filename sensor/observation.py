@@ -68,6 +68,11 @@ class Observation:
     params: tuple[tuple[str, str], ...] = ()  # (location, name)
     data_types: tuple[DataTypeSeen, ...] = ()
     request_id: str = ""
+    # Elements of the response body's largest JSON array (``WalkStats.records``): -1 = no JSON body;
+    # its path template; whether the count is a lower bound (body prefix past the inspection cap).
+    records: int = -1
+    records_path: str = ""
+    records_partial: bool = False
     tags: list[str] = field(default_factory=list)
 
     @property

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import yaml
@@ -25,7 +26,7 @@ from sensor.alerting import AlertAggregator
 from sensor.behaviour import BehaviourEngine, BehaviourError
 from sensor.classify import Classifier, DatatypesError
 from sensor.config import ConfigError, SensorConfig
-from sensor.events import AlertEvent
+from sensor.events import MAX_SKETCHES_PER_SUMMARY, AlertEvent, EndpointSummary, ParamSketch
 from sensor.evidence import (
     EvidenceConfig,
     PrincipalHasher,
@@ -46,6 +47,9 @@ log = get_logger("sensor.pipeline")
 MAX_PARAMS = 64  # parameter names per location kept per request
 MAX_SCANNED_HEADERS = 64
 MAX_COOKIES = 64
+# Distinct-value sketches shipped per flush (each ~1.4 KB of base64 before gzip): ~1.4 MB at most.
+MAX_SKETCHES_PER_FLUSH = 1024
+MAX_SKETCH_NAME = 256  # the collector's column for parameter names
 
 
 @dataclass(slots=True)
@@ -155,7 +159,8 @@ class Pipeline(ExchangeSink):
 
     def _analyse(self, ex: Exchange) -> tuple[Observation, ScanResult, list[Leaf]]:
         headers = ex.request_headers
-        leaves = exchange_leaves(ex, self.classifier.limits, WalkStats())
+        walk = WalkStats()
+        leaves = exchange_leaves(ex, self.classifier.limits, walk)
         query: MultiDict[str] = MultiDict((leaf.path, leaf.value) for leaf in leaves if leaf.location == "query")
         peer_trusted = is_trusted_peer(ex.peer_ip, self.evidence_cfg)
         now = ex.started_at or self.clock()
@@ -191,6 +196,9 @@ class Pipeline(ExchangeSink):
             params=tuple(params),
             data_types=data_types,
             request_id=ex.request_id,
+            records=walk.records,
+            records_path=walk.records_path,
+            records_partial=walk.records_partial,
         )
         return observation, verdict, leaves
 
@@ -231,3 +239,30 @@ class Pipeline(ExchangeSink):
     def drain_alerts(self, now: float, *, force: bool = False) -> list[AlertEvent]:
         """Signature alerts of closed windows, and the behavioural alerts due now."""
         return self.alerts.drain(now, force=force) + self.behaviour.drain(now, force=force)
+
+    def attach_param_sketches(self, summaries: Sequence[EndpointSummary]) -> int:
+        """Put the behaviour engine's distinct-value sketches (changed since the last call) on the
+        summaries of their endpoints, the latest window of each, for the collector's fleet view.
+        Call after ``drain_alerts`` (the drain rolls and marks the sketches). At most
+        ``MAX_SKETCHES_PER_SUMMARY`` per summary and ``MAX_SKETCHES_PER_FLUSH`` in all; the rest, and
+        sketches of endpoints without a summary here, wait for the next flush. Returns how many."""
+        if not summaries:
+            return 0
+        latest = {(s.api, s.method, s.path): s for s in summaries}  # summaries come ordered by window
+        engine = self.behaviour
+        window = engine.policy.distinct.window_seconds
+        hash_id = engine.hasher.shared_id
+        n = 0
+        for key, (location, name), start, registers in engine.take_param_sketches(
+            latest, MAX_SKETCHES_PER_SUMMARY, MAX_SKETCHES_PER_FLUSH
+        ):
+            if len(name) > MAX_SKETCH_NAME:
+                continue
+            latest[key].param_sketches.append(
+                ParamSketch(
+                    location=location, name=name, window_start=datetime.fromtimestamp(start, UTC),
+                    window_seconds=window, registers=registers, hash_id=hash_id,
+                )
+            )
+            n += 1
+        return n

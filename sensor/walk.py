@@ -87,6 +87,9 @@ class WalkStats:
         "leaves",
         "leaves_truncated",
         "parse_fallback",
+        "records",
+        "records_partial",
+        "records_path",
         "skipped_bodies",
         "strings_truncated",
     )
@@ -102,6 +105,12 @@ class WalkStats:
         self.parse_fallback = 0  # payloads read by a tolerant scan instead of a parser
         self.doctype_rejected = 0  # XML refused because it declared a DOCTYPE / ENTITY
         self.skipped_bodies = 0  # binary or content-encoded bodies not walked
+        # The response body's largest JSON array: its element count (the true length, not the sample;
+        # 0 = JSON without arrays, -1 = no JSON response body) and path template ("$.users[*]").
+        # ``records_partial``: a lower bound (a body prefix, an unparsable body or the leaf cap).
+        self.records = -1
+        self.records_path = ""
+        self.records_partial = False
 
     @property
     def sampled(self) -> bool:
@@ -185,6 +194,7 @@ def _walk_doc(doc: object, location: str, limits: WalkLimits, st: WalkStats) -> 
     """Leaves of a decoded document, in document order."""
     out: list[Leaf] = []
     walker = _DocWalker(location, limits, st, out)
+    full = False
     try:
         if isinstance(doc, dict):
             walker.obj(doc, "$", 1)
@@ -194,7 +204,10 @@ def _walk_doc(doc: object, location: str, limits: WalkLimits, st: WalkStats) -> 
             walker.scalar(doc, "$", "")
     except _Full:
         st.leaves_truncated += 1
+        full = True
     st.leaves += len(out)
+    if location == "response_body":
+        st.records, st.records_path, st.records_partial = walker.top_n, walker.top_path, full
     return iter(out)
 
 
@@ -222,6 +235,8 @@ class _DocWalker:
         "out",
         "sample",
         "st",
+        "top_n",
+        "top_path",
     )
 
     def __init__(self, location: str, limits: WalkLimits, st: WalkStats, out: list[Leaf]) -> None:
@@ -235,6 +250,8 @@ class _DocWalker:
         self.min_int = 10 ** (limits.min_int_digits - 1)
         self.keys_left = limits.max_keys
         self.leaves_left = limits.max_leaves
+        self.top_n = 0  # length of the largest array met (its true length: len() before sampling)
+        self.top_path = ""
 
     def _leaf(self, path: str, key: str, value: str) -> None:
         if self.leaves_left <= 0:
@@ -296,7 +313,11 @@ class _DocWalker:
                 self._leaf(path + (seg.get(k) or _segment(k)), k, str(v))
 
     def arr(self, node: list[object], path: str, key: str, depth: int) -> None:
-        if len(node) > self.sample:
+        n = len(node)
+        if n > self.top_n:
+            self.top_n = n
+            self.top_path = path
+        if n > self.sample:
             self.st.arrays_sampled += 1
             node = node[: self.sample]
         for v in node:
@@ -345,8 +366,36 @@ class _Frame:
 
 
 def _walk_json_tolerant(text: str, location: str, limits: WalkLimits, st: WalkStats) -> Iterator[Leaf]:
-    """Best-effort leaves of a JSON prefix or malformed JSON, keeping path templates."""
+    """Best-effort leaves of a JSON prefix or malformed JSON, keeping path templates. For a response
+    body, the largest array's element count is recorded as a lower bound (elements before the cut)."""
     stack: list[_Frame] = []
+    if location != "response_body":
+        yield from _tolerant_leaves(text, location, limits, st, stack=stack, largest=None)
+        return
+    largest = _Largest()
+    try:
+        yield from _tolerant_leaves(text, location, limits, st, stack=stack, largest=largest)
+    finally:
+        n, path = largest.n, largest.path
+        for frame in stack:  # arrays left open by the cut: ``count`` elements were completed
+            if not frame.is_obj and frame.count > n:
+                n, path = frame.count, frame.path + "[*]"
+        st.records, st.records_path, st.records_partial = n, path, True
+
+
+class _Largest:
+    """The largest closed array of a tolerant walk."""
+
+    __slots__ = ("n", "path")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.path = ""
+
+
+def _tolerant_leaves(
+    text: str, location: str, limits: WalkLimits, st: WalkStats, *, stack: list[_Frame], largest: _Largest | None
+) -> Iterator[Leaf]:
     tokens_left = limits.max_keys * 4
     leaves_left = limits.max_leaves
     min_digits = limits.min_int_digits
@@ -373,7 +422,10 @@ def _walk_json_tolerant(text: str, location: str, limits: WalkLimits, st: WalkSt
                     stack.append(_Frame(punct == "{", path, key, deep))
             elif punct in "}]":
                 if stack:
-                    stack.pop()
+                    done = stack.pop()
+                    # a closed array with n > 1 elements has n - 1 commas (one element: counted as 0)
+                    if largest is not None and done.count >= largest.n and done.count and not done.is_obj:
+                        largest.n, largest.path = done.count + 1, done.path + "[*]"
             elif punct == ",":
                 if top is not None:
                     if top.is_obj:

@@ -51,11 +51,23 @@ def _v4_token_facts(conn: sa.Connection) -> None:
     _create(conn, schema.V4_TABLES)
 
 
+def _v5_fleet(conn: sa.Connection) -> None:
+    # A fresh database got the column and the index with the version-1 endpoint_windows table (they
+    # are declared on it); an existing one gets them here. Both end up the same.
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("endpoint_windows")}
+    if "status_classes" not in columns:
+        kind = sa.JSON().compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE endpoint_windows ADD COLUMN status_classes {kind}"))
+    schema.endpoint_windows_start_index.create(conn, checkfirst=True)
+    _create(conn, schema.V5_TABLES)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _v1_initial),
     (2, "specs, endpoint_spec, findings, endpoint_hourly", _v2_posture),
     (3, "alert grouping index, alert_history, outbox, recommendation_state", _v3_alert_export),
     (4, "endpoint_jwt (token facts)", _v4_token_facts),
+    (5, "fleet view: endpoint_windows.status_classes, param_sketches, fleet_marks", _v5_fleet),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

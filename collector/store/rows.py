@@ -13,11 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.store import ids
+from sensor.behaviour.sketches import merge_registers
 from sensor.events import AlertEvent, Batch, Distribution, EndpointSummary
 
 Row = dict[str, Any]
 Rows = dict[tuple[Any, ...], Row]  # rows of one table by primary key
-_TABLES = ("apis", "endpoints", "daily", "auth", "status", "params", "data_types", "jwt", "windows", "alerts")
+_TABLES = (
+    "apis", "endpoints", "daily", "auth", "status", "params", "data_types", "jwt", "windows", "sketches", "alerts",
+)
 # The JWT facts this collector stores (sensor.summary.JWT_FACTS). Others, from a newer sensor, are
 # dropped: the table stays bounded by this list and every name fits its column.
 JWT_FACTS = frozenset(
@@ -66,6 +69,7 @@ class BatchRows:
     data_types: list[Row] = field(default_factory=list)
     jwt: list[Row] = field(default_factory=list)
     windows: list[Row] = field(default_factory=list)
+    sketches: list[Row] = field(default_factory=list)  # param_sketches (fleet view)
     alerts: list[Row] = field(default_factory=list)
 
 
@@ -116,7 +120,7 @@ def build_rows(batch: Batch, received_at: datetime) -> BatchRows:
     )
     acc: dict[str, Rows] = {name: {} for name in _TABLES}
     for s in batch.summaries:
-        _add_summary(s, info.id, acc)
+        _add_summary(s, info.id, acc, received_at)
     for a in batch.alerts:
         _add_alert(a, acc["alerts"])
 
@@ -125,7 +129,7 @@ def build_rows(batch: Batch, received_at: datetime) -> BatchRows:
     return out
 
 
-def _add_summary(s: EndpointSummary, sensor_id: str, acc: dict[str, Rows]) -> None:
+def _add_summary(s: EndpointSummary, sensor_id: str, acc: dict[str, Rows], received_at: datetime) -> None:
     apis, eps, daily, auth = acc["apis"], acc["endpoints"], acc["daily"], acc["auth"]
     status, params, dtypes, windows = acc["status"], acc["params"], acc["data_types"], acc["windows"]
     method = s.method.upper()
@@ -207,6 +211,7 @@ def _add_summary(s: EndpointSummary, sensor_id: str, acc: dict[str, Rows]) -> No
         "window_start": wstart,
         "window_end": utc(s.window_end),
         "requests": s.requests,
+        "status_classes": dict(sorted(s.status_classes.items())),
         **_dist("latency", s.latency_ms),
         **_dist("request_size", s.request_size),
         **_dist("response_size", s.response_size),
@@ -221,10 +226,29 @@ def _add_summary(s: EndpointSummary, sensor_id: str, acc: dict[str, Rows]) -> No
         merged["requests"] = prev["requests"] + s.requests
         for name in ("latency_max", "request_size_max", "response_size_max"):
             merged[name] = max(prev[name], window[name])
+        classes = dict(prev["status_classes"])
+        for cls, n in s.status_classes.items():
+            classes[cls] = classes.get(cls, 0) + n
+        merged["status_classes"] = dict(sorted(classes.items()))
         windows[(eid, sensor_id, wstart)] = merged
 
+    sketches = acc["sketches"]
+    for sk in s.param_sketches:
+        start = utc(sk.window_start)
+        key = (eid, sensor_id, sk.location, sk.name, start)
+        found = sketches.get(key)
+        if found is not None and found["hash_id"] == sk.hash_id:
+            found["registers"] = merge_registers([found["registers"], sk.registers])
+            continue
+        sketches[key] = {
+            "endpoint_id": eid, "sensor_id": sensor_id, "location": sk.location, "name": sk.name,
+            "window_start": start, "window_seconds": sk.window_seconds, "hash_id": sk.hash_id,
+            "registers": bytes(sk.registers), "updated_at": received_at,
+        }  # fmt: skip
 
-def _add_alert(a: AlertEvent, alerts: Rows) -> None:
+
+def alert_row(a: AlertEvent) -> Row:
+    """An alert event as a row of ``alerts`` (the grouping id is set by ``alert_store``)."""
     method = a.endpoint.method.upper()
     ip, principal = a.client.ip or "", a.client.principal or ""
     aid = ids.alert_id(a.type, a.endpoint.api, method, a.endpoint.path, client_ip=ip, principal=principal)
@@ -249,6 +273,12 @@ def _add_alert(a: AlertEvent, alerts: Rows) -> None:
         "status_by": None,
         "status_at": None,
     }
+    return values
+
+
+def _add_alert(a: AlertEvent, alerts: Rows) -> None:
+    values = alert_row(a)
+    aid, first, last = values["id"], values["first_seen"], values["last_seen"]
     row = alerts.get((aid,))
     if row is None:
         alerts[(aid,)] = values

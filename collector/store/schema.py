@@ -195,6 +195,8 @@ endpoint_windows = sa.Table(
     sa.Column("response_size_p50", sa.Float, nullable=False),
     sa.Column("response_size_p95", sa.Float, nullable=False),
     sa.Column("response_size_max", sa.Float, nullable=False),
+    # Version 5 (fleet view): requests per status class ({"2xx": n}); NULL in windows stored before.
+    sa.Column("status_classes", sa.JSON, nullable=True),
 )
 
 # Alerts grouped by (type, endpoint, client ip, principal); the id is a hash of that key.
@@ -370,3 +372,42 @@ endpoint_jwt = sa.Table(
 )
 
 V4_TABLES = ("endpoint_jwt",)
+
+# --- version 5: fleet view (collector.fleet_jobs) ------------------------------------------------
+
+# The fleet job reads every sensor's recent windows; a fresh database gets this index through
+# version 1 (it is declared here), an existing one through version 5.
+endpoint_windows_start_index = sa.Index("ix_endpoint_windows_start", endpoint_windows.c.window_start)
+
+# One sensor's HyperLogLog of one parameter's values in one epoch-aligned distinct window: the
+# register-wise max of everything that sensor shipped for it (sketches are cumulative, so a re-ship
+# only raises registers). ``hash_id`` names the value-hash key: only sketches with the same one merge.
+param_sketches = sa.Table(
+    "param_sketches",
+    metadata,
+    _endpoint_fk(),
+    sa.Column("sensor_id", sa.String(128), primary_key=True),
+    sa.Column("location", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("window_start", UTCDateTime, primary_key=True),
+    sa.Column("window_seconds", sa.Float, nullable=False),
+    sa.Column("hash_id", sa.String(32), nullable=False),
+    sa.Column("registers", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_param_sketches_window", "window_start"),
+)
+
+# One row per fleet finding that became an alert: inserted (if absent) in the transaction that raises
+# the alert, so each finding is raised once, whichever collector replica sees it first.
+fleet_marks = sa.Table(
+    "fleet_marks",
+    metadata,
+    sa.Column("type", sa.String(100), primary_key=True),
+    sa.Column("endpoint_id", ID, primary_key=True),
+    sa.Column("scope", sa.String(300), primary_key=True),  # status class, or "location:name"
+    sa.Column("window_start", UTCDateTime, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_fleet_marks_window", "window_start"),
+)
+
+V5_TABLES = ("param_sketches", "fleet_marks")

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from collector.settings import database_driver_url
-from collector.store import alert_store
+from collector.store import alert_store, fleet_store
 from collector.store import schema as t
 from collector.store.migrations import migrate
 from collector.store.rows import BatchRows, Row, build_rows
@@ -478,9 +478,11 @@ class Store:
                 values[f"{prefix}_p95"] = ex[f"{prefix}_p95"]
                 values[f"{prefix}_max"] = self._greatest(w[f"{prefix}_max"], ex[f"{prefix}_max"])
             values["window_end"] = self._greatest(w.window_end, ex.window_end)
+            values["status_classes"] = fleet_store.merged_status_classes(self._dialect)  # per-class sums
             return values
 
         await self._upsert(conn, t.endpoint_windows, rows.windows, window_set)
+        await fleet_store.put_sketches(self, conn, rows.sketches)
 
         # Alerts row by row: grouping within the window, suppression, history and export events
         # (``alert_store``) need each alert's state before and after.
@@ -688,7 +690,7 @@ class Store:
 
     async def endpoint_windows(self, endpoint_id: str, limit: int = 288) -> list[WindowRow]:
         w = t.endpoint_windows.c
-        cols = [c for c in t.endpoint_windows.c if c.name != "endpoint_id"]
+        cols = [c for c in t.endpoint_windows.c if c.name not in ("endpoint_id", "status_classes")]
         query = (
             sa.select(*cols)
             .where(w.endpoint_id == endpoint_id)

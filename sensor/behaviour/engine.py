@@ -27,7 +27,7 @@ import random
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -53,7 +53,10 @@ from sensor.exchange import Exchange
 from sensor.observation import Observation
 from sensor.walk import Leaf
 
-__all__ = ["ALERT_TYPES", "BehaviourCounters", "BehaviourEngine"]
+__all__ = ["ALERT_TYPES", "BehaviourCounters", "BehaviourEngine", "ParamSketchItem"]
+
+# (endpoint (api, method, template), parameter (location, name), window start, HyperLogLog registers)
+ParamSketchItem = tuple[tuple[str, str, str], tuple[str, str], float, bytes]
 
 # type -> (title, severity). Ids are stable contracts (DESIGN section 6 and the "beyond" list).
 ALERT_TYPES: Final[dict[str, tuple[str, str]]] = {
@@ -73,7 +76,10 @@ ALERT_TYPES: Final[dict[str, tuple[str, str]]] = {
     "API_BruteForce": ("Burst of authentication failures", "medium"),
     "API_CredentialStuffing": ("Authentication failures across many user names", "high"),
     "API_BrokenAuthentication": ("Request with a broken or missing credential was accepted", "high"),
-    "API_ExcessiveDataExposure": ("Response carried sensitive data this endpoint does not normally return", "medium"),
+    "API_ExcessiveDataExposure": (
+        "Response carried sensitive data, or far more records, than this endpoint normally returns",
+        "medium",
+    ),
 }
 
 _NO_LIMIT: Final = math.inf
@@ -98,6 +104,7 @@ class BehaviourCounters:
     groups_dropped: int = 0  # hits lost because ``caps.groups`` open groups existed
     evicted: dict[str, int] = field(default_factory=dict)  # table -> LRU evictions
     hll_refused: int = 0  # (endpoint, parameter) sketches not created: caps.hll_sketches reached
+    sketches_dropped: int = 0  # fleet-view sketches not shipped: too many waiting (caps.hll_sketches)
     rows_refused: int = 0  # population rows not created: table full
     iplist_reloads: int = 0
 
@@ -136,7 +143,7 @@ class _Endpoint:
         "alert_ep", "auth_ok", "client_counts", "client_p95", "client_prior_n", "eid", "fail_base", "fail_ips",
         "fail_start", "fail_users", "fail_windows", "fails", "first_seen", "id_foreign", "id_known", "id_refs",
         "key", "known", "learned", "noauth_ok", "ok_responses", "params", "path_vars", "pending_params",
-        "pending_types", "requests", "resp_types", "rows", "size_base", "size_sample",
+        "pending_types", "rec_base", "rec_sample", "requests", "resp_types", "rows", "size_base", "size_sample",
     )  # fmt: skip
 
     def __init__(self, key: tuple[str, str, str], eid: int, ts: float) -> None:
@@ -163,6 +170,10 @@ class _Endpoint:
         self.noauth_ok = 0
         self.ok_responses = 0
         self.resp_types: dict[str, int] = {}
+        # records per 2xx response (largest JSON array): log values of this bucket, and the robust
+        # baseline [center, scale, buckets] rolled from them like the size baselines
+        self.rec_sample: list[float] | None = None
+        self.rec_base: list[float] | None = None
         self.pending_types: dict[str, set[str]] = {}
         self.id_refs = 0
         self.id_foreign = 0
@@ -190,7 +201,8 @@ class _Pair:
         self.var = 0.0
         self.n = 0
         self.thresh = _NO_LIMIT
-        # [n, c_req, d_req, c_resp, d_resp, c_lat, d_lat] as C doubles (a third of a list's size) for the
+        # [n, c_req, d_req, c_resp, d_resp, c_lat, d_lat, n_rec, c_rec, d_rec] (records: ``_records``,
+        # 2xx JSON responses only) as C doubles (a third of a list's size) for the
         # first status class the client got; other classes in a dict made only when needed. A pair
         # costs ~1 KB of Python objects, so each avoided container counts at 100,000 pairs.
         self.size_si = -1
@@ -254,6 +266,12 @@ def _sc_name(index: int) -> str:
     return "none" if index == 0 else f"{index}xx"
 
 
+def _median_mad(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD-based sd (1.4826 x MAD) per column: the robust baselines' estimator."""
+    med = np.median(arr, axis=0)
+    return med, np.median(np.abs(arr - med), axis=0) * 1.4826
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -287,6 +305,10 @@ class BehaviourEngine:
         self._groups: dict[tuple[str, tuple[str, str, str], str, str, float], _Group] = {}
         self._hll_count = 0
         self._touched_params: list[tuple[_Endpoint, _Param]] = []
+        # Sketches to ship to the collector (``take_param_sketches``): (endpoint, parameter) whose live
+        # window changed since the last take (marked at drain), and final registers of closed windows.
+        self._ship_live: dict[tuple[tuple[str, str, str], tuple[str, str]], tuple[_Endpoint, _Param]] = {}
+        self._ship_closed: dict[tuple[tuple[str, str, str], tuple[str, str], float], bytes] = {}
         # Population rows: numpy state, Python list for the hot-path counters.
         self._row_cap = caps.endpoints * 3
         self._row_free = list(range(self._row_cap - 1, -1, -1))
@@ -473,6 +495,8 @@ class BehaviourEngine:
             self._auth_failure(ep, client, obs, leaves, ts=ts, learned=learned)
         if 200 <= status < 300:
             self._accepted(ep, obs, ts=ts, learned=learned)
+            if obs.records >= 0:
+                self._records(ep, pair, si, obs, ts=ts, learned=learned)
 
     # ------------------------------------------------------------------------------------------
     # models
@@ -562,9 +586,7 @@ class BehaviourEngine:
             for si, sample in ep.size_sample.items():
                 if len(sample) < 3:
                     continue
-                arr = np.asarray(sample)  # (n, 3) log values
-                med = np.median(arr, axis=0)
-                mad = np.median(np.abs(arr - med), axis=0) * 1.4826
+                med, mad = _median_mad(np.asarray(sample))  # (n, 3) log values
                 base = ep.size_base.get(si)
                 if base is None:
                     ep.size_base[si] = [float(x) for x in (med[0], mad[0], med[1], mad[1], med[2], mad[2])] + [1.0]
@@ -574,6 +596,18 @@ class BehaviourEngine:
                         base[2 * m + 1] += sa * 4 * (float(mad[m]) - base[2 * m + 1])
                     base[6] += 1
             ep.size_sample = {}
+            rs = ep.rec_sample
+            if rs is not None:
+                if len(rs) >= 3:
+                    rmed, rmad = _median_mad(np.asarray(rs))
+                    rb = ep.rec_base
+                    if rb is None:
+                        ep.rec_base = [float(rmed), float(rmad), 1.0]
+                    else:
+                        rb[0] += sa * 4 * (float(rmed) - rb[0])
+                        rb[1] += sa * 4 * (float(rmad) - rb[1])
+                        rb[2] += 1
+                ep.rec_sample = None
 
     def _roll_pair(self, pair: _Pair, ep: _Endpoint) -> None:
         rp = self.policy.rate
@@ -613,7 +647,7 @@ class BehaviourEngine:
         else:
             own = pair.size_more.get(si) if pair.size_more is not None else None
         if own is None:
-            own = array("d", (0.0, values[0], 0.0, values[1], 0.0, values[2], 0.0))
+            own = array("d", (0.0, values[0], 0.0, values[1], 0.0, values[2], 0.0, 0.0, 0.0, 0.0))
             if pair.size is None:
                 pair.size, pair.size_si = own, si
             else:
@@ -659,6 +693,57 @@ class BehaviourEngine:
                 own[1 + 2 * m] += a * d
                 own[2 + 2 * m] += a * (abs(d) - own[2 + 2 * m])
             own[0] += 1
+
+    def _records(self, ep: _Endpoint, pair: _Pair, si: int, obs: Observation, *, ts: float, learned: bool) -> None:
+        """API_ExcessiveDataExposure, record_count: the records of a 2xx response (elements of its
+        largest JSON array) against the endpoint's robust log-scale baseline (rolled per bucket by
+        ``_roll_endpoints`` with the size baselines' estimator) and, once the client has history, its
+        own EWMA in the pair's size array (a power user's long list is normal for that user)."""
+        n = obs.records
+        v = math.log(_LOG_FLOOR + n)
+        own = pair.size if pair.size_si == si else (pair.size_more.get(si) if pair.size_more is not None else None)
+        base = ep.rec_base
+        if learned and base is not None:
+            xp = self.policy.exposure
+            sp = self.policy.sizes
+            if n >= xp.min_records:
+                margin = math.log(xp.records_factor)
+                center = base[0]
+                limit = center + max(sp.sigmas * base[1], margin)
+                scope = "endpoint"
+                if own is not None and own[7] >= sp.pair_min_samples:
+                    own_limit = own[8] + max(sp.sigmas * own[9] * 1.2533, margin)  # mean abs dev -> sd
+                    if own_limit > limit:
+                        center, limit, scope = own[8], own_limit, "client"
+                if v > limit:
+                    self._hit("API_ExcessiveDataExposure", ep, obs, ts,
+                              {"variant": "record_count", "path": obs.records_path[:256], "observed": n,
+                               "observed_is_lower_bound": obs.records_partial,
+                               "baseline": round(math.exp(center) - _LOG_FLOOR, 1),
+                               "baseline_meaning": "typical records per 2xx response (largest JSON array)",
+                               "baseline_scope": scope,
+                               "threshold": round(max(math.exp(limit) - _LOG_FLOOR, float(xp.min_records)), 1),
+                               "unit": "records", "status": obs.status})  # fmt: skip
+                    return  # a dump teaches neither baseline that dumps are normal
+        if own is not None:
+            k = own[7]
+            if k == 0:
+                own[8] = v
+            else:
+                a = self.policy.sizes.alpha if k >= 5 else 1.0 / (k + 1.0)
+                d = v - own[8]
+                own[8] += a * d
+                own[9] += a * (abs(d) - own[9])
+            own[7] = k + 1
+        sample = ep.rec_sample
+        if sample is None:
+            ep.rec_sample = [v]
+        elif len(sample) < _SIZE_SAMPLE:
+            sample.append(v)
+        else:
+            j = self._rng.randrange(ep.requests)
+            if j < _SIZE_SAMPLE:
+                sample[j] = v
 
     def _spray_done(self, bits: int) -> None:
         if not bits:
@@ -782,7 +867,7 @@ class BehaviourEngine:
             if st is None:
                 continue
             value = leaf.value
-            vh = hasher.fast(value)
+            vh = hasher.shared(value)  # the same in every replica: the HyperLogLogs leave the process
             # types
             if not (st.mask & TYPE_BITS["text"]) or value[:1] in "{[":
                 vtype = value_type(value)
@@ -834,11 +919,16 @@ class BehaviourEngine:
                 if self._hll_count + 2 <= pp.caps.hll_sketches:
                     st.hll = Hll(10)
                     st.miss = Hll(10)
-                    st.hll_start = ts
+                    # Epoch-aligned windows, so every replica's sketch of a window covers the same
+                    # interval (the collector merges them); the first one is partial: warm-up only.
+                    st.hll_start = ts - ts % window
+                    st.hll_windows = -1
                     self._hll_count += 2
                 else:
                     self.counters.hll_refused += 1
             if st.hll is not None:
+                if ts - st.hll_start >= window:  # the first value after the window's end opens the next
+                    self._close_distinct(ep, st, ts)
                 st.hll.add(vh)
                 if miss and st.miss is not None:
                     st.miss.add(vh)
@@ -1144,6 +1234,40 @@ class BehaviourEngine:
             evidence=evidence,
         )
 
+    def _close_distinct(
+        self, ep: _Endpoint, st: _Param, now: float, est: float | None = None, est_miss: float | None = None
+    ) -> None:
+        """Close an (endpoint, parameter) distinct window: its final registers go to the collector
+        (fleet view), its counts join the baselines (EWMA, winsorised so an attack window does not
+        become normal, and a decaying peak that keeps busy hours normal), and the next epoch-aligned
+        window starts. Runs at drain, or on the request path for the first value after the window's
+        end (once per parameter per window: the estimate costs one small numpy call then)."""
+        hll, miss = st.hll, st.miss
+        if hll is None or miss is None:
+            return
+        if est is None or est_miss is None:
+            est, est_miss = hll_estimates([hll.regs, miss.regs])
+        dp = self.policy.distinct
+        self._ship_live.pop((ep.key, st.key), None)
+        self._ship_closed[(ep.key, st.key, st.hll_start)] = bytes(hll.regs)
+        if len(self._ship_closed) > self.policy.caps.hll_sketches:
+            del self._ship_closed[next(iter(self._ship_closed))]
+            self.counters.sketches_dropped += 1
+        decay = 0.5 ** ((now - st.hll_start) / self.policy.rate.peak_half_life_seconds)
+        cap = dp.distributed_factor
+        if st.hll_windows <= 0:  # -1: the partial first window; 0: the first whole one
+            st.hll_base, st.miss_base = est, est_miss
+        else:
+            st.hll_base += 0.3 * (min(est, cap * max(st.hll_base, 1.0)) - st.hll_base)
+            st.miss_base += 0.3 * (min(est_miss, cap * max(st.miss_base, 1.0)) - st.miss_base)
+        st.hll_peak = max(st.hll_peak * decay, est)
+        st.miss_peak = max(st.miss_peak * decay, est_miss)
+        st.hll_windows += 1
+        hll.clear()
+        miss.clear()
+        st.hll_ips = 0
+        st.hll_start = now - now % dp.window_seconds
+
     def _distributed(self, now: float) -> None:
         """Estimate the HyperLogLogs touched since the last drain in one numpy call; roll the
         (endpoint, parameter) windows that ended."""
@@ -1158,28 +1282,17 @@ class BehaviourEngine:
             regs.append(miss.regs)
         estimates = hll_estimates(regs)
         dp = self.policy.distinct
-        rp = self.policy.rate
-        for i, (ep, st, hll, miss) in enumerate(live):
+        for i, (ep, st, _, _) in enumerate(live):
             st.touched = False
             est, est_miss = estimates[2 * i], estimates[2 * i + 1]
             if now - st.hll_start >= dp.window_seconds:
-                # Close the window: its final counts join the baselines (EWMA, winsorised so an attack
-                # window does not become normal, and a decaying peak that keeps busy hours normal).
-                decay = 0.5 ** ((now - st.hll_start) / rp.peak_half_life_seconds)
-                cap = dp.distributed_factor
-                if st.hll_windows == 0:
-                    st.hll_base, st.miss_base = est, est_miss
-                else:
-                    st.hll_base += 0.3 * (min(est, cap * max(st.hll_base, 1.0)) - st.hll_base)
-                    st.miss_base += 0.3 * (min(est_miss, cap * max(st.miss_base, 1.0)) - st.miss_base)
-                st.hll_peak = max(st.hll_peak * decay, est)
-                st.miss_peak = max(st.miss_peak * decay, est_miss)
-                st.hll_windows += 1
-                hll.clear()
-                miss.clear()
-                st.hll_ips = 0
-                st.hll_start = now
+                self._close_distinct(ep, st, now, est, est_miss)
                 continue
+            ship = self._ship_live
+            ship[(ep.key, st.key)] = (ep, st)
+            if len(ship) > self.policy.caps.hll_sketches:  # leftovers of endpoints not summarised since
+                del ship[next(iter(ship))]
+                self.counters.sketches_dropped += 1
             if not ep.learned or st.hll_windows < 1 or self._silent:
                 continue
             for variant, observed, base in (
@@ -1225,6 +1338,38 @@ class BehaviourEngine:
                 self._global_done = True
         self._groups.clear()
         return n
+
+    # ------------------------------------------------------------------------------------------
+    # fleet view: distinct-value sketches for the collector
+
+    def take_param_sketches(
+        self, endpoints: Container[tuple[str, str, str]], per_endpoint: int, limit: int
+    ) -> list[ParamSketchItem]:
+        """Sketches to ship with the summaries of ``endpoints`` ((api, method, template) keys):
+        ``(endpoint, (location, name), window_start, registers)``. Final registers of closed windows
+        come first, then the cumulative registers of the live windows touched since the last take
+        (max-merge at the collector makes a repeat harmless). At most ``per_endpoint`` per endpoint
+        and ``limit`` in all; what is left, and other endpoints' sketches, wait for the next take.
+        The work is proportional to the sketches waiting (bounded by ``caps.hll_sketches``)."""
+        out: list[ParamSketchItem] = []
+        per: dict[tuple[str, str, str], int] = {}
+        for ckey in list(self._ship_closed):
+            ep_key = ckey[0]
+            if len(out) >= limit:
+                return out
+            if ep_key in endpoints and per.get(ep_key, 0) < per_endpoint:
+                per[ep_key] = per.get(ep_key, 0) + 1
+                out.append((ep_key, ckey[1], ckey[2], self._ship_closed.pop(ckey)))
+        for lkey in list(self._ship_live):
+            ep_key = lkey[0]
+            if len(out) >= limit:
+                return out
+            if ep_key in endpoints and per.get(ep_key, 0) < per_endpoint:
+                _, st = self._ship_live.pop(lkey)
+                if st.hll is not None:
+                    per[ep_key] = per.get(ep_key, 0) + 1
+                    out.append((ep_key, lkey[1], st.hll_start, bytes(st.hll.regs)))
+        return out
 
     def sizes(self) -> dict[str, int]:
         """Current table sizes (for metrics and the memory test)."""

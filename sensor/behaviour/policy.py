@@ -124,6 +124,11 @@ class Bola(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
 
 class Exposure(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     min_type_share: float = 0.001  # a response data type under this share of 2xx is "not normal"
+    # Records (elements of the response's largest JSON array) per 2xx response, against the endpoint's
+    # log-scale median/MAD (the sizes estimator: sizes.sigmas, sizes.alpha): a response must exceed
+    # center + max(sigmas x scale, log(records_factor)) and carry at least min_records records.
+    records_factor: float = 10.0
+    min_records: int = 100
 
 
 class BehaviourPolicy(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -179,6 +184,8 @@ def load_behaviour_policy(path: str) -> BehaviourPolicy:
         raise fail("$", "window lengths must be positive")
     if not 0 < policy.rate.alpha <= 1 or not 0 < policy.sizes.alpha <= 1:
         raise fail("$", "alpha must be in (0, 1]")
+    if policy.exposure.records_factor < 1 or policy.exposure.min_records < 1:
+        raise fail("$.exposure", "records_factor and min_records must be at least 1")
     for name in policy.caps.__struct_fields__:
         if getattr(policy.caps, name) < 1:
             raise fail(f"$.caps.{name}", f"cap {name} must be at least 1")

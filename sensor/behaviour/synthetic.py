@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 from sensor.events import DataTypeSeen
 from sensor.exchange import Exchange
 from sensor.observation import AuthEvidence, ClientInfo, JwtInfo, Observation, Route
-from sensor.walk import Leaf, exchange_leaves
+from sensor.walk import Leaf, WalkStats, exchange_leaves
 
 __all__ = ["BROWSER_UA", "Triple", "make"]
 
@@ -75,6 +75,8 @@ def make(
         params.extend(("body", str(k)) for k in body)
     if schemes is None:
         schemes = ("jwt",) if jwt is not None else (("bearer",) if principal else ("none",))
+    walked = WalkStats()
+    leaves = exchange_leaves(ex, stats=walked) if walk else []
     obs = Observation(
         route=Route(api=api, template=template or path),
         method=method,
@@ -88,5 +90,8 @@ def make(
         latency_ms=latency_ms,
         params=tuple(dict.fromkeys(params)),
         data_types=tuple(data_types),
+        records=walked.records,
+        records_path=walked.records_path,
+        records_partial=walked.records_partial,
     )
-    return obs, ex, (exchange_leaves(ex) if walk else [])
+    return obs, ex, leaves

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from bench.behaviour_sim import ATTACKS, T0, Sim, benign_stream, build_world
+from bench.behaviour_sim import ATTACKS, T0, Sim, benign_stream, build_world, scenario_name
 from sensor.behaviour import ALERT_TYPES, BehaviourEngine
 from sensor.behaviour.policy import bundled_behaviour_path, load_behaviour_policy
 
@@ -41,7 +41,7 @@ def scenario_run() -> dict[str, Any]:
     rows = {}
     t = T0 + LEARN + QUIET
     for alert_type, attack in ATTACKS:
-        rows[alert_type] = sim.attack_slot(alert_type, attack, t, SLOT, RATE)
+        rows[scenario_name(alert_type, attack)] = sim.attack_slot(alert_type, attack, t, SLOT, RATE)
         t += SLOT
     return {"benign": benign, "quiet": quiet, "rows": rows, "engine": sim.engine}
 
@@ -50,9 +50,9 @@ def test_every_alert_type_has_a_scenario() -> None:
     assert {t for t, _ in ATTACKS} == set(ALERT_TYPES)
 
 
-@pytest.mark.parametrize("alert_type", [t for t, _ in ATTACKS])
-def test_alert_fires_in_its_scenario_within_one_window(scenario_run: dict[str, Any], alert_type: str) -> None:
-    row = scenario_run["rows"][alert_type]
+@pytest.mark.parametrize("scenario", [scenario_name(t, a) for t, a in ATTACKS])
+def test_alert_fires_in_its_scenario_within_one_window(scenario_run: dict[str, Any], scenario: str) -> None:
+    row = scenario_run["rows"][scenario]
     assert row["detected"], row
     assert row["delay_s"] is not None and row["delay_s"] <= 60.0, row  # one alert window
     assert row["false_alerts"] == 0, row  # nothing about benign clients while the attack runs
