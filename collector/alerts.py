@@ -139,8 +139,10 @@ _CATALOGUE: dict[str, CatalogueEntry] = {
     ),
     "API_ExcessiveDataExposure": _e(
         "Exfiltration", "API3:2023",
-        "Check why the endpoint returned data types it normally does not.",
-        "Return only the fields the client needs (response schemas, field filtering).",
+        "Check why the endpoint returned data types it normally does not, or far more records than usual "
+        "(evidence variant: unusual_data_type or record_count).",
+        "Return only the fields the client needs (response schemas, field filtering) and cap page sizes "
+        "server-side so one request cannot list a whole collection.",
     ),
 }
 
