@@ -61,7 +61,7 @@ async def _read_octet_counted(reader: asyncio.StreamReader, receiver: SyslogRece
     while True:
         try:
             length = await reader.readuntil(b" ")
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionError):  # the sender closed, or we aborted
             return
         receiver.add(await reader.readexactly(int(length[:-1])))
 
@@ -69,17 +69,15 @@ async def _read_octet_counted(reader: asyncio.StreamReader, receiver: SyslogRece
 @contextlib.asynccontextmanager
 async def stream_syslog(context: ssl.SSLContext | None = None, port: int = 0) -> Any:
     receiver = SyslogReceiver()
-    handlers: set[asyncio.Task[None]] = set()
+    writers: set[asyncio.StreamWriter] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
+        writers.add(writer)
         try:
             await _read_octet_counted(reader, receiver)
         finally:
             writer.close()
-            handlers.discard(task)
+            writers.discard(writer)
 
     server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=context)
     receiver.port = server.sockets[0].getsockname()[1]
@@ -87,9 +85,12 @@ async def stream_syslog(context: ssl.SSLContext | None = None, port: int = 0) ->
         yield receiver
     finally:
         server.close()
-        for task in list(handlers):
-            task.cancel()
-        await server.wait_closed()
+        # Abort the connections a sender still holds open. Cancelling their handler tasks instead
+        # left the transports open (asyncio's stream callback re-raises the cancellation rather than
+        # closing), and wait_closed() then waited for them forever.
+        for writer in list(writers):
+            writer.transport.abort()
+        await asyncio.wait_for(server.wait_closed(), 10)
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
