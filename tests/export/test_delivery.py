@@ -213,6 +213,7 @@ exporters:
             latencies.append(time.perf_counter() - started)
         assert receiver.attempts >= 1  # the dispatchers really are stuck in the black hole
         latencies.sort()
-        # A send blocks for its 5 s timeout; ingest and reads never wait for it.
-        assert latencies[-1] < 1.0, latencies
-        assert latencies[len(latencies) // 2] < 0.25, latencies
+        # A send blocks for its 5 s timeout; ingest and reads never wait for it: had one of the 20
+        # rounds waited for a send, it would have taken at least 5 s. Bounded well below that, not
+        # by an absolute speed (the host's speed is not what this test is about).
+        assert latencies[-1] < 2.5, latencies
