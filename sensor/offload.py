@@ -95,6 +95,7 @@ class FrameReader(asyncio.Protocol):
     def __init__(self, on_frame: Callable[[str, Any], None]) -> None:
         self._on_frame = on_frame
         self._buffer = bytearray()
+        self.bad_frames = 0
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -116,8 +117,12 @@ class FrameReader(asyncio.Protocol):
                 break
             payload = bytes(buf[start + 4 : start + 4 + size])
             start += 4 + size
-            kind, body = _decoder.decode(payload)
-            self._on_frame(kind, body)
+            try:
+                kind, body = _decoder.decode(payload)
+                self._on_frame(kind, body)
+            except Exception as exc:  # one bad frame must not stop the channel: counted, logged by type
+                self.bad_frames += 1
+                log.error("analysis_channel_bad_frame", error=type(exc).__name__)
         del buf[:start]
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -236,3 +236,25 @@ async def test_exchanges_are_dropped_and_counted_when_the_reader_stops_reading()
     finally:
         transport.abort()
         theirs.close()
+
+
+async def test_a_bad_frame_is_counted_and_the_channel_goes_on() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    received: list[tuple[str, object]] = []
+    loop = asyncio.get_running_loop()
+    transport, reader = await loop.create_unix_connection(
+        lambda: FrameReader(lambda kind, data: received.append((kind, data))), sock=ours
+    )
+    try:
+        good = frame("c", {"requests": 1})
+        not_msgpack = b"\xc1\xc1\xc1"  # 0xc1 is never used in msgpack
+        theirs.sendall(good + len(not_msgpack).to_bytes(4, "big") + not_msgpack + good)
+        deadline = time.monotonic() + 5
+        while len(received) < 2:
+            assert time.monotonic() < deadline, received
+            await asyncio.sleep(0.01)
+        assert received == [("c", {"requests": 1}), ("c", {"requests": 1})]
+        assert reader.bad_frames == 1
+    finally:
+        transport.close()
+        theirs.close()
