@@ -279,6 +279,10 @@ class _SensorMetrics(Collector):
             ),
             "enforce_over_budget": ("Enforce verdicts over budget (passed)", rt.proxy_counters.enforce_over_budget),
             "client_disconnects": ("Clients gone before the response ended", rt.proxy_counters.client_disconnects),
+            "fast_path_handoffs": (
+                "Connections handed from the fast path to the aiohttp path (unusual requests)",
+                rt.proxy_counters.fast_path_handoffs,
+            ),
             "batches_shipped": ("Batches accepted by the collector", rt.shipper.shipped_batches),
             "batches_rejected": ("Batches refused by the collector (4xx)", rt.shipper.rejected_batches),
             "batches_dropped": ("Batches lost: queue and spool full", rt.shipper.dropped_batches),

@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="proxy (or mirror listener) in a child process, analysis in this one: uses a second core",
     )
+    p.add_argument(
+        "--no-fast-path",
+        dest="fast_path",
+        action="store_const",
+        const=False,
+        help="proxy every request through aiohttp (no protocol-level fast path for plain API requests)",
+    )
     p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     return p
 

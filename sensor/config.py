@@ -69,6 +69,8 @@ class SensorConfig:
     spec_sync_interval: float = 60.0
     # capture (proxy or mirror listener) in a child process, analysis in this one (sensor/offload.py)
     analysis_process: bool = False
+    # plain API requests proxied at the protocol level, the rest by aiohttp (sensor/fastpath.py)
+    fast_path: bool = True
 
     def validate(self) -> SensorConfig:
         if self.mode not in ("inline", "mirror"):

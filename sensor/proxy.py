@@ -39,6 +39,7 @@ from yarl import URL
 from apiward.logs import get_logger
 from sensor.config import SensorConfig
 from sensor.exchange import EMPTY_HEADERS, Exchange, ExchangeSink
+from sensor.fastpath import FastSite, fast_path_eligible
 from sensor.http_common import (
     REQUEST_ID_HEADER,
     c_parser_in_use,
@@ -96,6 +97,7 @@ class ProxyCounters:
     python_parser: int = 0  # 1 when aiohttp runs without its C parser (checked at start-up)
     circuit_open_502: int = 0  # answered 502 at once: the upstream circuit breaker is open
     circuit_opened: int = 0  # times the breaker opened (N consecutive connect failures)
+    fast_path_handoffs: int = 0  # connections the fast path handed to the aiohttp path (sensor/fastpath.py)
 
 
 @dataclass(slots=True)
@@ -364,7 +366,11 @@ async def start_proxy(
     )
     await runner.setup()
     site: web.BaseSite
-    if sock is not None:
+    if fast_path_eligible(cfg, ssl_context, request_gate):
+        if sock is not None:
+            host, port = sock.getsockname()[:2]
+        site = FastSite(runner, app[PROXY_STATE_KEY], host, port, sock)
+    elif sock is not None:
         site = web.SockSite(runner, sock, ssl_context=ssl_context)
         host, port = sock.getsockname()[:2]
     else:
@@ -374,7 +380,8 @@ async def start_proxy(
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("proxy_started", listen=f"{host}:{port}", upstream=cfg.upstream, tls=ssl_context is not None)
+    log.info("proxy_started", listen=f"{host}:{port}", upstream=cfg.upstream, tls=ssl_context is not None,
+             fast_path=isinstance(site, FastSite))
     return runner
 
 
