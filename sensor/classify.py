@@ -398,6 +398,9 @@ def _order(item: tuple[tuple[str, str, str], int]) -> tuple[int, str, str]:
 
 _KEY_CACHE_MAX: Final = 16_384
 _VERDICT_CACHE_MAX: Final = 8192
+# (key, value) pairs whose types are remembered (by hash): ~100 bytes each, cleared when full.
+_LEAF_MEMO_MAX: Final = 65_536
+_MEMO_MAX_VALUE: Final = 2048  # longer values are rarely repeated: not worth hashing twice
 
 
 def _safe(validator: Validator, candidate: str) -> bool:
@@ -472,6 +475,7 @@ class Classifier:
         self._scanner = _Scanner(value_specs, backend)
         self._key_cache: dict[str, tuple[frozenset[int], frozenset[int]]] = {}
         self._verdicts: dict[int, bool] = {}
+        self._leaf_memo: dict[int, tuple[tuple[int, int], ...]] = {}
 
     # -- construction helpers --------------------------------------------------------------------
 
@@ -537,8 +541,32 @@ class Classifier:
         counts: Counter[tuple[str, str, str]] = Counter()
         if not leaf_list or not self._types:
             return counts
+        # 0. APIs repeat keys and values (enums, names, the same customer in every response): what a
+        # (key, value) pair holds is remembered by its hash, never the value itself, and only the
+        # rest is scanned. A pair's types do not depend on its neighbours in the scan buffer (every
+        # candidate is verified on its own value), so a remembered answer is the answer.
+        memo = self._leaf_memo
+        todo: list[Leaf] = []
+        todo_hashes: list[int] = []
+        types = self._types
+        for leaf in leaf_list:
+            if len(leaf.value) > _MEMO_MAX_VALUE:
+                todo.append(leaf)
+                todo_hashes.append(0)
+                continue
+            h = hash((leaf.key, leaf.value))
+            known = memo.get(h)
+            if known is None:
+                todo.append(leaf)
+                todo_hashes.append(h)
+            elif known:
+                self._count(counts, leaf, known)
+        if not todo:
+            return counts
+        if len(memo) + len(todo) > _LEAF_MEMO_MAX:
+            memo.clear()
         # 1. One buffer, one scan.
-        values = [leaf.value for leaf in leaf_list]
+        values = [leaf.value for leaf in todo]
         buf = "\x00".join(values)
         if buf.count("\x00") != len(values) - 1:
             # A value carrying NUL itself would blur the leaf boundaries: blank them (rare path).
@@ -561,15 +589,18 @@ class Classifier:
         # 2. Key hints: one cached dict lookup per leaf.
         keycache = self._key_cache
         hinted_leaves: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
-        for i, leaf in enumerate(leaf_list):
+        for i, leaf in enumerate(todo):
             k = keycache.get(leaf.key)
             if k is None:
                 k = self._keys(leaf.key)
             if k is not _NO_KEYS:
                 hinted_leaves[i] = k
-        # 3. Verify candidates only.
+        # 3. Verify candidates only; remember every pair's answer (most: nothing).
+        for i, h in enumerate(todo_hashes):
+            if h and i not in candidates and i not in hinted_leaves:
+                memo[h] = ()
         for i in sorted(set(candidates) | set(hinted_leaves)):
-            leaf = leaf_list[i]
+            leaf = todo[i]
             hinted, excluded = hinted_leaves.get(i, _NO_KEYS)
             per_type: dict[int, set[tuple[int, int]]] = {}
             for pid in candidates.get(i, ()):
@@ -578,20 +609,27 @@ class Classifier:
                     continue
                 self._verify(pat, leaf.value, per_type)
             for ti in hinted:
-                for pat in self._types[ti].hinted_patterns:
+                for pat in types[ti].hinted_patterns:
                     self._verify(pat, leaf.value, per_type)
-            if not per_type:
-                continue
-            for ti, spans in per_type.items():
-                t = self._types[ti]
-                if t.suppressed_by and not t.suppressed_by.isdisjoint(per_type):
-                    continue
-                if leaf.location == "header" and not t.credential:
-                    continue  # headers are read for credentials only
-                if t.locations is not None and leaf.location not in t.locations:
-                    continue
-                counts[(t.spec.id, leaf.location, leaf.path)] += len(spans)
+            found = tuple(
+                (ti, len(spans)) for ti, spans in per_type.items()
+                if not (types[ti].suppressed_by and not types[ti].suppressed_by.isdisjoint(per_type))
+            )
+            if todo_hashes[i]:
+                memo[todo_hashes[i]] = found
+            if found:
+                self._count(counts, leaf, found)
         return counts
+
+    def _count(self, counts: Counter[tuple[str, str, str]], leaf: Leaf, found: tuple[tuple[int, int], ...]) -> None:
+        """Add one leaf's types (after suppression) where its location allows them."""
+        for ti, n in found:
+            t = self._types[ti]
+            if leaf.location == "header" and not t.credential:
+                continue  # headers are read for credentials only
+            if t.locations is not None and leaf.location not in t.locations:
+                continue
+            counts[(t.spec.id, leaf.location, leaf.path)] += n
 
     def _verify(self, pat: _Pattern, value: str, per_type: dict[int, set[tuple[int, int]]]) -> None:
         validator = pat.validator

@@ -585,3 +585,34 @@ def test_no_raw_value_in_results(classifier: Classifier, corpus: list) -> None: 
     assert len(set(planted)) > 300
     leaked = [p for p in set(planted) if p in text]
     assert not leaked, f"{len(leaked)} values leaked"
+
+
+def test_remembered_pairs_give_the_same_answer_and_keep_location_rules() -> None:
+    """The (key, value) memo: a second pass answers from memory with the same counts, and the
+    location rules still apply per leaf (a card number in a header is not reported; in a body it
+    is), and nothing of the value itself is kept."""
+    from sensor.walk import Leaf
+
+    fresh = Classifier.from_policies(None)
+    card = "4111 1111 1111 1111"
+    leaves = [
+        Leaf("response_body", "$.card", "card", card),
+        Leaf("header", "x-card", "card", card),
+        Leaf("response_body", "$.email", "email", "alice@example.com"),
+        Leaf("response_body", "$.name", "name", "Widget"),
+    ]
+    first = fresh.classify_leaves(leaves, status_class="2xx")
+    assert fresh._leaf_memo  # remembered ...
+    assert all(not isinstance(k, str) for k in fresh._leaf_memo)  # ... by hash, never by value
+    second = fresh.classify_leaves(list(reversed(leaves)), status_class="2xx")
+    def as_set(found: list) -> set:  # type: ignore[type-arg]
+        return {(d.type, d.location, d.path, d.count) for d in found}
+
+    assert as_set(first) == as_set(second)
+    found = {(d.type, d.location, d.path) for d in first}
+    assert ("credit_card", "response_body", "$.card") in found
+    assert not any(loc == "header" for _, loc, _ in found)
+    assert ("email", "response_body", "$.email") in found
+    # a value seen clean stays clean; a new value under the same key is classified afresh
+    third = fresh.classify_leaves([Leaf("response_body", "$.name", "name", "5555 5555 5555 4444")])
+    assert {d.type for d in third} == {"credit_card"}
