@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import uvloop
 from aiohttp import web
 
-ITEM = json.dumps(
-    {"id": 1, "name": "Widget", "price": 19.5, "tags": ["a", "b"], "owner": {"id": 7, "region": "eu-west"},
-     "description": "x" * 300}
-).encode()
+# The item's id, price and owner follow the requested id, so the sensor sees varying values (as from
+# a real API), not one body repeated: caches keyed by values must earn their hits.
+ITEM = (
+    '{"id": %(id)s, "name": "Widget", "price": %(id)s.5, "tags": ["a", "b"], '
+    '"owner": {"id": %(id)s, "region": "eu-west"}, "description": "' + "x" * 300 + '"}'
+)
 
 
 async def item(request: web.Request) -> web.Response:
-    return web.Response(body=ITEM, content_type="application/json")
+    raw = request.match_info["id"]
+    item_id = raw if raw.isdigit() else "0"
+    return web.Response(body=(ITEM % {"id": item_id}).encode(), content_type="application/json")
 
 
 async def echo(request: web.Request) -> web.Response:

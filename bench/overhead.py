@@ -104,6 +104,19 @@ def split_ingestion(url: str, metrics: str, seconds: float, connections: int) ->
     }
 
 
+def analysed_share(metrics: str) -> dict[str, float]:
+    """Exchanges analysed and dropped by an ``--analysis-process`` sensor so far, once its backlog
+    has drained (the exchange counter stops moving)."""
+    done, last = metric(metrics, "apiward_sensor_exchanges_total"), -1.0
+    deadline = time.monotonic() + 60
+    while done != last and time.monotonic() < deadline:
+        last = done
+        time.sleep(0.5)
+        done = metric(metrics, "apiward_sensor_exchanges_total")
+    dropped = metric(metrics, "apiward_sensor_analysis_dropped_total")
+    return {"analysed": done, "dropped": dropped, "analysed_fraction": done / max(done + dropped, 1.0)}
+
+
 # -- processes ---------------------------------------------------------------------------------------
 
 
@@ -295,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     s, c = args.seconds, args.connections
     try:
         ports = {name: free_port() for name in ("backend", "nginx", "mitm", "baseline", "collector", "sensor",
-                                                "enforce", "split", "mirror", "mirror_split",
+                                                "enforce", "split", "split_admin", "mirror", "mirror_split",
                                                 "mirror_admin")}
         procs.spawn([py, "-m", "bench.backend", str(ports["backend"])], ports["backend"])
         backend = f"http://127.0.0.1:{ports['backend']}"
@@ -328,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(("sensor (enforce)", lambda: procs.spawn(sensor_cmd(ports["enforce"], "--enforce"),
                                                                 ports["enforce"]), ports["enforce"]))
         targets.append(("sensor (detect, --analysis-process)", lambda: procs.spawn(
-            sensor_cmd(ports["split"], "--analysis-process"), ports["split"]), ports["split"]))
+            sensor_cmd(ports["split"], "--analysis-process", "--admin-listen", f"127.0.0.1:{ports['split_admin']}"),
+            ports["split"]), ports["split"]))
         backend_pid = procs.procs[0].pid
         for name, start, port in targets:
             proc = start()
@@ -340,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
                 card = wrk(f"http://127.0.0.1:{port}", c, max(s, 10.0), "wrk_cardinality.lua")
                 extra["cardinality"] = {"requests": card["requests"], "rss_before_mib": before,
                                         "rss_after_mib": rss_mib(pid), "rps": card["rps"]}
+            if name == "sensor (detect, --analysis-process)":
+                # Its proxy answers before the analysis process has looked: count what was analysed
+                # (after the backlog drains) and what was dropped, so req/s is not read alone.
+                extra["inline_split"] = analysed_share(f"http://127.0.0.1:{ports['split_admin']}/metrics")
             if proc is not None and name not in ("sensor (detect)",):
                 procs.stop(proc)
             print(f"measured {name}", file=sys.stderr)
@@ -425,6 +443,10 @@ def render(r: dict[str, Any]) -> str:
                      f"{split['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms"
                      + (f"; / baseline req/s {split['cN']['rps'] / base['cN']['rps']:.2f}" if base else "")
                      + (f"; / mitmproxy req/s {split['cN']['rps'] / mitm['cN']['rps']:.2f}" if mitm else ""))
+        share = r.get("inline_split")
+        if share:
+            lines.append(f"- with --analysis-process, exchanges analysed: {share['analysed']:,.0f}, dropped because "
+                         f"analysis fell behind: {share['dropped']:,.0f} ({share['analysed_fraction']:.1%} analysed)")
     m = r.get("mirror")
     if m:
         lines.append(f"- mirror ingestion: {m['mirrored_requests_per_s']:,.0f} mirrored requests/s; "

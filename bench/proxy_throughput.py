@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     py = sys.executable
     bin_dir = Path(py).parent
-    ports = {name: free_port() for name in ("backend", "baseline", "collector", "sensor", "split")}
+    ports = {name: free_port() for name in ("backend", "baseline", "collector", "sensor", "split", "split_admin")}
     tmp = tempfile.mkdtemp(prefix="apiward-bench-")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         spawn([py, "-m", "bench.baseline_proxy", str(ports["baseline"]), backend])
         spawn([str(bin_dir / "apiward"), "serve", "--insecure-dev", "--listen", f"127.0.0.1:{ports['collector']}",
                "--database", f"sqlite:///{tmp}/bench.db", "--log-level", "warning"])
-        for name, more in (("sensor", []), ("split", ["--analysis-process"])):
+        split_more = ["--analysis-process", "--admin-listen", f"127.0.0.1:{ports['split_admin']}"]
+        for name, more in (("sensor", []), ("split", split_more)):
             spawn([str(bin_dir / "apiward-sensor"), "--upstream", backend, "--listen", f"127.0.0.1:{ports[name]}",
                    "--collector", f"http://127.0.0.1:{ports['collector']}", "--window", "5", "--trusted-proxies",
                    "127.0.0.1/32", "--state-dir", f"{tmp}/{name}", "--log-level", "warning", *more])
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             cn["cpu_us_per_request"] = (cpu_seconds(target_pid[name]) - before) / max(cn["requests"], 1) * 1e6
             results[name] = {"c1": c1, f"c{args.connections}": cn}
             print(f"measured {name}", file=sys.stderr)
+        from bench.overhead import analysed_share  # the proxy answers first: was everything analysed?
+
+        share = analysed_share(f"http://127.0.0.1:{ports['split_admin']}/metrics")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -148,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         "split_vs_baseline_rps": split[ck]["rps"] / base[ck]["rps"],
         "split_added_p50_ms_at_c1": split["c1"]["p50_ms"] - direct["c1"]["p50_ms"],
         "machine_cpus": float(os.cpu_count() or 1),
+        "split_analysed_fraction": share["analysed_fraction"],
+        "split_dropped": share["dropped"],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "proxy_throughput.json").write_text(json.dumps({"results": results, "summary": summary}, indent=2))
@@ -163,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"- sensor / baseline proxy req/s: **{summary['sensor_vs_baseline_rps']:.2f}** (goal >= 0.85); "
           f"with --analysis-process **{summary['split_vs_baseline_rps']:.2f}** "
-          f"({summary['machine_cpus']:.0f} CPUs shared by wrk, backend and proxies)")
+          f"({summary['machine_cpus']:.0f} CPUs shared by wrk, backend and proxies; "
+          f"{summary['split_analysed_fraction']:.1%} of its exchanges analysed, "
+          f"{summary['split_dropped']:,.0f} dropped and counted)")
     print(f"- sensor / direct req/s: {summary['sensor_vs_direct_rps']:.2f}")
     print(f"- CPU per request, sensor / baseline proxy: {summary['sensor_vs_baseline_cpu_per_request']:.2f}")
     print(f"- median latency added over direct at one connection: sensor **{summary['added_p50_ms_at_c1']:.3f} ms** "
