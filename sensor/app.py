@@ -231,7 +231,7 @@ def enforce_gate(pipeline: Pipeline, counters: ProxyCounters, cfg: SensorConfig)
     """
     budget = cfg.enforce_budget_ms / 1000
 
-    async def gate(request: web.Request, exchange: Exchange) -> web.StreamResponse | None:
+    async def gate(request: web.Request | None, exchange: Exchange) -> web.StreamResponse | None:
         started = time.perf_counter()
         verdict = pipeline.request_verdict(exchange)
         elapsed = time.perf_counter() - started

@@ -11,12 +11,13 @@ before any byte went upstream), which keeps its established answers to everythin
 * delegated: a request head that is not clean CRLF text (bare LF, NUL, obs-fold), over the header
   bounds, HTTP versions other than 1.0/1.1, ``Transfer-Encoding``, ``Expect``, ``Upgrade``, repeated
   or invalid ``Content-Length``, a body over ``SMALL_BODY`` or over the configured cap, methods other
-  than the plain ones (``HEAD``: its response has a length but no body), non-origin-form targets, TLS
-  listeners and enforce mode (both use the aiohttp path for the whole listener).
+  than the plain ones (``HEAD``: its response has a length but no body), non-origin-form targets; TLS
+  listeners use the aiohttp path for the whole listener.
 * the fast path keeps the proxy's contract: hop-by-hop headers stripped, ``X-Forwarded-*`` and
   ``X-Request-ID`` set, the upstream chosen by configuration only, bytes passed unchanged (bodies are
   never decoded), 502/504 problem answers with the request id, the circuit breaker, the keep-alive,
-  body and read timeouts, and the ``Exchange`` handed to the sink after the client has its answer.
+  body and read timeouts, the enforce-mode gate before anything goes upstream, and the ``Exchange``
+  handed to the sink after the client has its answer.
 
 Upstream connections are pooled (``cfg.pool_size`` at most, idle ones closed after
 ``cfg.upstream_keepalive_timeout``). Responses up to ``SMALL_BODY`` with a declared length are read
@@ -699,6 +700,87 @@ class _Client(asyncio.Protocol):
 
     def send_upstream(self) -> None:
         self.upstream_data = self.upstream_request()
+        gate = self.state.request_gate
+        if gate is not None:
+            self.run_gate(gate)
+            return
+        self.forward()
+
+    # -- enforce mode ----------------------------------------------------------------------------
+    def run_gate(self, gate: Any) -> None:
+        """Ask the request gate (enforce mode) before anything goes upstream. The gate is a
+        coroutine function; the sensor's own never awaits, so it is run to completion here without
+        a task. One that does await is driven on by a task. A gate that raises fails open."""
+        assert self.req is not None
+        coro = gate(None, self.exchange(self.req))  # no aiohttp request on this path
+        try:
+            waiting = coro.send(None)
+        except StopIteration as done:
+            self.gate_verdict(done.value)
+            return
+        except Exception as exc:
+            self.gate_failed(exc)
+            return
+        self.connecting = self.front.loop.create_task(self.drive_gate(coro, waiting))
+
+    async def drive_gate(self, coro: Any, waiting: Any) -> None:
+        try:
+            while True:
+                if waiting is None:
+                    await asyncio.sleep(0)  # a bare yield (asyncio.sleep(0) inside the gate)
+                else:
+                    # What a Task does with a yielded future: clear its "blocking" mark, wait for it;
+                    # its result or exception reaches the gate when the gate is resumed.
+                    waiting._asyncio_future_blocking = False
+                    await asyncio.wait([waiting])
+                waiting = coro.send(None)
+        except StopIteration as done:
+            self.gate_verdict(done.value)
+        except Exception as exc:
+            self.gate_failed(exc)
+
+    def gate_failed(self, exc: BaseException) -> None:
+        # Fail open: a broken verdict must not take the API down. The type only: a message can
+        # quote request data.
+        self.state.counters.analysis_errors += 1
+        log.warning("request_gate_failed", error=type(exc).__name__)
+        self.forward()
+
+    def gate_verdict(self, blocked: web.StreamResponse | None) -> None:
+        if blocked is None:
+            self.forward()
+            return
+        if self.gone:
+            self.finish()
+            return
+        self.state.counters.blocked += 1
+        self.error = "blocked"
+        body = blocked.body if isinstance(blocked, web.Response) and isinstance(blocked.body, bytes) else b""
+        self.status = blocked.status
+        headers = [(name.encode("latin-1"), value.encode("utf-8", "surrogateescape"))
+                   for name, value in blocked.headers.items()
+                   if name.lower() not in ("content-length", "x-request-id", "connection", "transfer-encoding")]
+        headers += [(b"Content-Length", str(len(body)).encode()), (b"X-Request-ID", self.rid.encode())]
+        self.response_headers = headers
+        self.response_prefix = bytearray(body[: self.front.cfg.inspect_bytes])
+        self.response_size = len(body)
+        close = not self.keep_alive or self.front.closing or not blocked.keep_alive
+        self.close_after = close
+        out = [b"HTTP/", self.version.encode(), b" ", str(blocked.status).encode(), b" ",
+               (blocked.reason or "").encode("latin-1", "replace") or _phrase(blocked.status), b"\r\n"]
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        out += (b"Date: ", _http_date(), b"\r\n")
+        if close:
+            out.append(b"Connection: close\r\n")
+        out += (b"\r\n", body)
+        self.started = True
+        if self.transport is not None:
+            self.transport.write(b"".join(out))
+        self.finish()
+
+    # -- upstream (continued) --------------------------------------------------------------------
+    def forward(self) -> None:
         breaker = self.state.breaker
         self.probe = breaker.is_open
         if not breaker.allow():
@@ -1019,10 +1101,9 @@ class _Client(asyncio.Protocol):
         )
 
 
-def fast_path_eligible(cfg: Any, ssl_context: object, request_gate: object) -> bool:
-    """The fast path serves plain-TCP listeners in detect mode with an http:// upstream."""
-    return bool(cfg.fast_path) and ssl_context is None and request_gate is None \
-        and URL(cfg.upstream).scheme == "http"
+def fast_path_eligible(cfg: Any, ssl_context: object) -> bool:
+    """The fast path serves plain-TCP listeners with an http:// upstream (TLS goes through aiohttp)."""
+    return bool(cfg.fast_path) and ssl_context is None and URL(cfg.upstream).scheme == "http"
 
 
 class FastSite(web.BaseSite):

@@ -152,9 +152,11 @@ class CircuitBreaker:
 
 
 # Enforce-mode hook. Called before anything is sent upstream with the request-side Exchange (status 0,
-# body prefix = the first chunk read). Returning a response blocks the request with it; returning None
-# forwards. A gate that raises fails open (counted as an analysis error). Detect mode passes None.
-RequestGate = Callable[[web.Request, Exchange], Awaitable[web.StreamResponse | None]]
+# body prefix = the first chunk read) and the aiohttp request, or None on the fast path
+# (sensor/fastpath.py), which also runs the gate without a task when it never awaits. Returning a
+# response blocks the request with it; returning None forwards. A gate that raises fails open
+# (counted as an analysis error). Detect mode passes None.
+RequestGate = Callable[[web.Request | None, Exchange], Awaitable[web.StreamResponse | None]]
 
 
 @dataclass(slots=True)
@@ -366,7 +368,7 @@ async def start_proxy(
     )
     await runner.setup()
     site: web.BaseSite
-    if fast_path_eligible(cfg, ssl_context, request_gate):
+    if fast_path_eligible(cfg, ssl_context):
         if sock is not None:
             host, port = sock.getsockname()[:2]
         site = FastSite(runner, app[PROXY_STATE_KEY], host, port, sock)

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from sensor.config import SensorConfig
+from sensor.exchange import Exchange
 from tests.sensor.proxy_helpers import RawUpstream, RecordingSink, Upstream, raw_roundtrip, running_proxy
 
 
@@ -256,3 +257,33 @@ async def test_pool_limit_queues_requests_without_opening_more_connections() -> 
     assert bodies == [f"/q{i}".encode() for i in range(12)]
     assert len(up.peer_ports) <= 2
     assert counters.upstream_errors_502 == counters.upstream_timeouts_504 == 0
+
+
+async def test_request_gate_that_awaits_is_driven_to_its_verdict(upstream: Upstream) -> None:
+    """The sensor's own gate never awaits and runs without a task; a gate that does await (a
+    plug-in asking something) still gets to block or pass, and a failing one fails open."""
+
+    async def gate(request: web.Request | None, ex: Exchange) -> web.StreamResponse | None:
+        assert request is None  # the fast path has no aiohttp request
+        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        if ex.path == "/boom":
+            raise RuntimeError("plug-in bug")
+        if ex.path == "/admin":
+            return web.json_response({"blocked": True}, status=403)
+        return None
+
+    sink = RecordingSink()
+    async with running_proxy(cfg_for(upstream.url), sink, request_gate=gate) as (port, counters), \
+            aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/admin", data=b"x") as resp:
+            assert resp.status == 403 and await resp.json() == {"blocked": True}
+            rid = resp.headers["X-Request-ID"]
+        for path in ("/boom", "/fine"):
+            async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
+                assert resp.status == 200
+        exchanges = await sink.wait_for(3)
+    assert [s.raw_path for s in upstream.seen] == ["/boom", "/fine"]
+    assert counters.blocked == 1 and counters.analysis_errors == 1 and counters.fast_path_handoffs == 0
+    assert exchanges[0].request_id == rid and exchanges[0].status == 403 and exchanges[0].upstream_error == "blocked"
+    assert exchanges[0].response_body == b'{"blocked": true}'

@@ -709,7 +709,7 @@ async def test_stall_mid_upload_aborts_upstream(upstream: Upstream, declared: in
 async def test_request_gate_can_block_and_fails_open(upstream: Upstream, client: aiohttp.ClientSession) -> None:
     seen: list[Exchange] = []
 
-    async def gate(request: web.Request, ex: Exchange) -> web.StreamResponse | None:
+    async def gate(request: web.Request | None, ex: Exchange) -> web.StreamResponse | None:
         seen.append(ex)
         if ex.path == "/admin":
             return web.json_response({"blocked": True}, status=403)
