@@ -27,7 +27,7 @@ from sensor import __version__
 from sensor.config import SensorConfig, parse_listen
 from sensor.events import SensorInfo, SensorStats
 from sensor.evidence import PrincipalHasher
-from sensor.exchange import Exchange
+from sensor.exchange import BatchingSink, Exchange
 from sensor.http_common import problem_response
 from sensor.mirror import MirrorCounters, start_mirror
 from sensor.offload import ProxyProcess
@@ -105,6 +105,7 @@ class SensorRuntime:
             )
         self._runners: list[web.AppRunner] = []
         self.proxy_process: ProxyProcess | None = None  # --analysis-process
+        self._batching: BatchingSink | None = None  # in-process analysis, once per loop iteration
         self._flush_task: asyncio.Task[None] | None = None
         self.listen_port: int | None = None
         self.admin_port: int | None = None
@@ -134,11 +135,13 @@ class SensorRuntime:
             self.proxy_process = ProxyProcess(self.cfg, self.pipeline, counters)
             self.listen_port = await self.proxy_process.start()
         else:
+            self._batching = BatchingSink(self.pipeline, asyncio.get_running_loop().call_soon)
             if self.cfg.mode == "inline":
                 gate = enforce_gate(self.pipeline, self.proxy_counters, self.cfg) if self.cfg.enforce else None
-                runner = await start_proxy(self.cfg, self.pipeline, host, port, self.proxy_counters, request_gate=gate)
+                runner = await start_proxy(self.cfg, self._batching, host, port, self.proxy_counters,
+                                           request_gate=gate)
             else:
-                runner = await start_mirror(self.cfg, self.pipeline, host, port, self.mirror_counters)
+                runner = await start_mirror(self.cfg, self._batching, host, port, self.mirror_counters)
             self._runners.append(runner)
             self.listen_port = _bound_port(runner)
         if self.cfg.admin_listen:
@@ -168,6 +171,8 @@ class SensorRuntime:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._batching is not None:
+            self._batching.flush()  # exchanges of the last loop iteration
         if self.spec_sync is not None:
             await self.spec_sync.stop()
         if self._flush_task:
