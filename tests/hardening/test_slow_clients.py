@@ -74,8 +74,10 @@ async def _until_closed(reader: asyncio.StreamReader, t0: float) -> tuple[float,
 
 
 async def loris(port: int) -> tuple[float, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # The sensor's timer starts when it accepts the connection, which may be before this coroutine
+    # runs again after connecting (100 of them start at once): t0 is taken before connecting.
     t0 = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /api/items/1 HTTP/1.1\r\nHost: x\r\n")
     closed = asyncio.ensure_future(_until_closed(reader, t0))
     i = 0
