@@ -481,6 +481,10 @@ def _tolerant_leaves(
 
 
 def _pairs(text: str, limits: WalkLimits, st: WalkStats) -> list[tuple[str, str]]:
+    if "%" not in text and "+" not in text and text.count("&") < limits.max_params:
+        # Nothing to decode (most query strings): what parse_qsl returns, without its per-field
+        # unquoting and checks -- fields with "=" and a non-empty value, in order.
+        return [(name, value) for name, eq, value in (f.partition("=") for f in text.split("&")) if eq and value]
     try:
         return parse_qsl(text, keep_blank_values=False, max_num_fields=limits.max_params)
     except ValueError:  # more fields than the cap: parse only the first ones

@@ -244,3 +244,18 @@ def test_walk_exchange_covers_every_location() -> None:
     assert ("response_body", "$.ok", "ok") in got
     assert not any(leaf.key == "user-agent" for leaf in leaves)
     assert stats.body_prefix == 1 and stats.truncated
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a=1&b=2", "a=&b", "=x&y=", "a=1=2&&b=3", "", "&", "a=1;b=2", "x=%20&y=+", "a=b&a=c", "q=%E2%82%AC&r=a+b",
+     "&".join(f"k{i}=v" for i in range(40))],
+)
+def test_query_pairs_match_parse_qsl(text: str) -> None:
+    """The undecoded fast path of the query/form parser answers exactly what parse_qsl does."""
+    from urllib.parse import parse_qsl
+
+    from sensor.walk import DEFAULT_LIMITS, WalkStats, _pairs
+
+    expected = parse_qsl(text, keep_blank_values=False, max_num_fields=DEFAULT_LIMITS.max_params)
+    assert _pairs(text, DEFAULT_LIMITS, WalkStats()) == expected
