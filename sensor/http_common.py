@@ -6,6 +6,8 @@ it is tested through the proxy and mirror tests without extra fixtures.
 
 from __future__ import annotations
 
+import os
+import random
 import re
 import secrets
 from collections.abc import Iterable
@@ -45,7 +47,14 @@ def sane_request_id(value: str | None) -> str:
     """
     if value is not None and _REQUEST_ID_RE.fullmatch(value):
         return value
-    return secrets.token_hex(16)  # same shape as a uuid4 hex, a third of the cost
+    return f"{_ids.getrandbits(128):032x}"
+
+
+# Request ids need to be unique, not secret (they are echoed to clients and upstreams): 128 bits from
+# a generator seeded by the OS is unique across processes and replicas, and costs no system call per
+# request (secrets.token_hex asks the kernel every time: ~2 % of the proxy's CPU).
+_ids = random.Random(secrets.randbits(256))
+os.register_at_fork(after_in_child=lambda: _ids.seed(secrets.randbits(256)))
 
 
 def connection_tokens(headers: MultiMapping[str]) -> set[str]:

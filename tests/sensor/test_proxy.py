@@ -282,6 +282,24 @@ def test_request_id_and_target_helpers() -> None:
     assert split_target("/a#frag") == ("/a", "")
 
 
+def test_generated_request_ids_are_unique_across_a_fork() -> None:
+    """Ids come from a per-process generator (no system call per request); a forked child (the
+    proxy process) must not repeat its parent's sequence."""
+    ids = {sane_request_id(None) for _ in range(10_000)}
+    assert len(ids) == 10_000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, sane_request_id(None).encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent_id = sane_request_id(None)
+    assert len(child_id) == 32 and child_id != parent_id
+
+
 async def test_absolute_form_target_does_not_change_upstream(upstream: Upstream) -> None:
     evil = await Upstream().start()
     try:
