@@ -132,7 +132,7 @@ class FastFront:
         upstream = URL(self.cfg.upstream)
         self.upstream_host = upstream.host or ""
         self.upstream_port = upstream.port or 80
-        self.host_header = upstream.host_port_subcomponent.encode("idna") if upstream.host_port_subcomponent \
+        self.host_header = upstream.host_port_subcomponent.encode("ascii") if upstream.host_port_subcomponent \
             else self.upstream_host.encode()
         self.prefix = upstream.raw_path.rstrip("/").encode()
         self.head_limit = HEADER_TOTAL_FACTOR * self.cfg.max_header_bytes

@@ -666,6 +666,10 @@ class SignatureEngine:
             matcher: _HsMatcher | _ReMatcher = _HsMatcher(group) if self.engine == "hyperscan" else _ReMatcher(group)
             self._groups.append(_ChainGroup(chain, group, matcher))
         self._wants_b64 = any(r.base64 for r in self.rules)
+        # "Would every transform of every chain leave this text as it is?" as a list of cheap tests,
+        # or None when some transform has no such test (then the chains always run).
+        names = {name for g in self._groups for name in g.chain}
+        self._unchanged = [tf.UNCHANGED[n] for n in sorted(names)] if names <= tf.UNCHANGED.keys() else None
         self._b64 = _Base64Finder(self.engine == "hyperscan")
         # All rules (and the base64 start pattern) in one more database: when every transform chain
         # leaves a request's text unchanged -- plain ASCII without escapes, the common case -- one
@@ -709,8 +713,11 @@ class SignatureEngine:
         found: dict[tuple[str, str, str], Match] = {}
         rule_scores: dict[str, int] = {}
         state = _ScanState(locs, names, found, rule_scores)
-        cache: dict[tuple[str, ...], str] = {(): joined}
-        texts = [self._chain_output(cache, g.chain, n_real) for g in self._groups]
+        if self._unchanged is not None and all(test(joined) for test in self._unchanged):
+            texts = [joined] * len(self._groups)  # no transform of any chain has anything to do
+        else:
+            cache: dict[tuple[str, ...], str] = {(): joined}
+            texts = [self._chain_output(cache, g.chain, n_real) for g in self._groups]
         b64_items: list[int] = []
         if self._merged is not None and all(t is joined for t in texts):
             hits = self._merged.candidates(raw_buf)

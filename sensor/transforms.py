@@ -234,6 +234,18 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
 }
 
 
+# For each transform, a test that it would return its input unchanged: each transform's own "nothing
+# to do" test above, so the engine can skip a whole chain over a plain request at once. A transform
+# without an entry is always applied.
+UNCHANGED: dict[str, Callable[[str], bool]] = {
+    "url_decode": lambda s: "%" not in s,
+    "html_entity": lambda s: "&" not in s,
+    "nfkc": str.isascii,
+    "sql_comments": lambda s: "*" not in s,
+    "json_unescape": lambda s: "\\" not in s,
+}
+
+
 def apply_chain(s: str, chain: tuple[str, ...]) -> str:
     """Apply a named chain to one value (used per value; the engine batches the same functions)."""
     for name in chain:

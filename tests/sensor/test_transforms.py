@@ -185,3 +185,20 @@ def test_apply_chain_and_safe_text() -> None:
     assert tf.apply_chain("%253Cscript%253E", ("url_decode", "lowercase")) == "<script>"
     assert tf.safe_text("a\ud800b").encode("utf-8")
     assert tf.safe_text("ok") == "ok"
+
+
+@pytest.mark.parametrize("name", sorted(tf.UNCHANGED))
+def test_unchanged_tests_never_skip_a_transform_that_would_change_the_text(name: str) -> None:
+    """The engine skips every chain when each transform's UNCHANGED test says so: wherever the test
+    says "unchanged", the transform must indeed return its input."""
+    samples = [
+        "plain", "/api/items/42", "name,price", "a b  c", "UNION SELECT 1", "Caf\u00e9", "\uff1cscript\uff1e",
+        "%3Cscript%3E", "&lt;b&gt;", "a\\u003cb", "x/**/y", "1*2", "%", "&", "\\", "*", "", "\x00",
+    ]
+    fn, unchanged = tf.TRANSFORMS[name], tf.UNCHANGED[name]
+    checked = 0
+    for s in samples:
+        if unchanged(s):
+            assert fn(s) == s, (name, s)
+            checked += 1
+    assert checked >= 5  # the samples do exercise the "unchanged" side
