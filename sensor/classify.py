@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from sensor import hscache
 from sensor.events import DataTypeSeen
 from sensor.exchange import Exchange
 from sensor.validators import VALIDATORS, Validator
@@ -274,12 +275,10 @@ def _compiles(patterns: tuple[tuple[str, bool], ...]) -> bool:
     # Memoised: the same bundled file is validated again on every reload.
     assert _hyperscan is not None
     try:
-        db = _hyperscan.Database(mode=_hyperscan.HS_MODE_BLOCK)
-        db.compile(
-            expressions=[regex.encode() for regex, _ in patterns],
-            ids=list(range(len(patterns))),
-            elements=len(patterns),
-            flags=[int(_hyperscan.HS_FLAG_CASELESS) if caseless else 0 for _, caseless in patterns],
+        hscache.compile_block(
+            _hyperscan,
+            [regex.encode() for regex, _ in patterns],
+            [int(_hyperscan.HS_FLAG_CASELESS) if caseless else 0 for _, caseless in patterns],
         )
     except Exception:  # hyperscan.error: the caller compiles each pattern to name the culprit
         return False
@@ -315,14 +314,9 @@ class _Scanner:
             return
         if backend == "hyperscan":
             assert _hyperscan is not None
-            db = _hyperscan.Database(mode=_hyperscan.HS_MODE_BLOCK)
-            db.compile(
-                expressions=[p.regex.encode() for p in patterns],
-                ids=list(range(len(patterns))),
-                elements=len(patterns),
-                flags=[_hs_flags(p) for p in patterns],
+            self._db = hscache.compile_block(
+                _hyperscan, [p.regex.encode() for p in patterns], [_hs_flags(p) for p in patterns]
             )
-            self._db = db
         else:
             # Byte patterns with ASCII classes: the same semantics Hyperscan gives over UTF-8 bytes.
             self._res = [

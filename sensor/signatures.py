@@ -42,6 +42,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 import yaml
 
+from sensor import hscache
 from sensor import transforms as tf
 from sensor.yamlnodes import read_policy_yaml
 
@@ -444,9 +445,7 @@ class _HsMatcher:
         return int(f)
 
     def _compile(self, exprs: list[bytes], flags: list[int]) -> Any:
-        db = self._hs.Database(mode=self._hs.HS_MODE_BLOCK)
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
-        return db
+        return hscache.compile_block(self._hs, exprs, flags)
 
     def candidates(self, buf: bytes) -> list[tuple[int, int]]:
         hits: list[tuple[int, int]] = []
@@ -491,8 +490,7 @@ class _Base64Finder:
         if use_hyperscan:
             assert _hs is not None
             self._hs: Any = _hs
-            self._db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-            self._db.compile(expressions=[_B64_START], ids=[0], elements=1, flags=[0])
+            self._db = hscache.compile_block(_hs, [_B64_START], [0])
 
     def candidates(self, buf: bytes, locs: list[str]) -> list[int]:
         ends: list[int] = []
