@@ -236,6 +236,7 @@ class _Upstream(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         self.keep_alive = False
+        self.close_delimited = False  # a body that ends when the upstream closes
         self.complete = False
 
     def usable(self) -> bool:
@@ -269,6 +270,7 @@ class _Upstream(asyncio.Protocol):
         self.reason = b""
         self.headers = []
         self.head_bytes = 0
+        self.close_delimited = False
         self.complete = False
         self.received = 0
         self.parser = httptools.HttpResponseParser(self)
@@ -331,10 +333,11 @@ class _Upstream(asyncio.Protocol):
         flight, self.flight = self.flight, None
         if flight is None:
             return
-        with contextlib.suppress(httptools.HttpParserError):
-            # A close-delimited body ends here; llhttp completes the message on EOF.
-            self.parser.feed_data(b"")
-        if self.complete:
+        if self.close_delimited and self.status >= 200:
+            # A body without a length ends with the connection (httptools has no "finish" call to
+            # tell llhttp so): the response is complete.
+            self.complete = True
+            flight.response_done(self, False)
             return
         if self.status == 0 and self.received == 0 and self.reused:
             flight.upstream_raced(self)
@@ -362,6 +365,7 @@ class _Upstream(asyncio.Protocol):
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
         version = self.parser.get_http_version()
         self.keep_alive = framed and (b"close" not in tokens if version == "1.1" else b"keep-alive" in tokens)
+        self.close_delimited = not framed and self.status >= 200
         if self.flight is not None:
             self.flight.response_head(self)
 
@@ -589,9 +593,9 @@ class _Client(asyncio.Protocol):
         method = parser.get_method().decode("ascii", "replace")
         if method not in _FAST_METHODS or not req.url.startswith(b"/"):
             return None
-        if len(req.headers) > MAX_HEADER_COUNT:
-            return None
         limit = front.cfg.max_header_bytes
+        if len(req.headers) > MAX_HEADER_COUNT or head.find(b"\r\n") > limit:
+            return None  # too many fields, or a request line over the per-line bound
         length: int | None = None
         tokens: set[bytes] = set()
         singletons: set[bytes] = set()

@@ -287,3 +287,43 @@ async def test_request_gate_that_awaits_is_driven_to_its_verdict(upstream: Upstr
     assert counters.blocked == 1 and counters.analysis_errors == 1 and counters.fast_path_handoffs == 0
     assert exchanges[0].request_id == rid and exchanges[0].status == 403 and exchanges[0].upstream_error == "blocked"
     assert exchanges[0].response_body == b'{"blocked": true}'
+
+
+async def test_request_line_over_the_line_bound_is_refused_without_reaching_upstream(upstream: Upstream) -> None:
+    """A 20 KiB target fits the 64 KiB head total but not the 16 KiB per-line bound: the aiohttp
+    path answers it (4xx), the backend sees nothing."""
+    async with running_proxy(cfg_for(upstream.url), RecordingSink()) as (port, counters):
+        out = await raw_roundtrip(port, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert out[:12] in (b"HTTP/1.1 400", b"HTTP/1.0 400", b"HTTP/1.1 414", b"HTTP/1.0 414"), out[:60]
+    assert upstream.seen == [] and counters.fast_path_handoffs == 1
+
+
+async def test_close_delimited_upstream_response_is_rechunked_for_the_client() -> None:
+    """An HTTP/1.0-style upstream answer without a length ends when the upstream closes; the client
+    (HTTP/1.1, keep-alive) gets it chunked and keeps its connection."""
+
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello, ")
+            await writer.drain()
+            writer.write(b"world")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_then_close, "127.0.0.1", 0)
+    port_up = server.sockets[0].getsockname()[1]
+    sink = RecordingSink()
+    try:
+        async with running_proxy(cfg_for(f"http://127.0.0.1:{port_up}"), sink) as (port, counters), \
+                aiohttp.ClientSession() as session:
+            for _ in range(2):  # the client's connection survives the upstream's close
+                async with session.get(f"http://127.0.0.1:{port}/x") as resp:
+                    assert resp.status == 200 and await resp.read() == b"hello, world"
+                    assert resp.headers.get("Transfer-Encoding") == "chunked"
+            (ex, _) = await sink.wait_for(2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert ex.response_body == b"hello, world" and ex.response_body_size == 12
+    assert counters.upstream_errors_502 == 0
