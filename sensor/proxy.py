@@ -1,5 +1,9 @@
 """The inline reverse proxy: forward first, look second.
 
+Plain API requests on plain-TCP listeners are served by the protocol-level fast path
+(``sensor/fastpath.py``), which hands every other connection to this aiohttp application before
+anything goes upstream; TLS listeners use this path throughout.
+
 One pooled upstream ``ClientSession`` per application. Bodies stream both ways in bounded chunks; the
 first ``cfg.inspect_bytes`` of each direction are kept (tee) for the ``Exchange``, which is handed to
 the sink only after the client has its answer. In detect mode nothing here ever waits on analysis.
