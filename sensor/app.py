@@ -239,6 +239,7 @@ def enforce_gate(pipeline: Pipeline, counters: ProxyCounters, cfg: SensorConfig)
     async def gate(request: web.Request | None, exchange: Exchange) -> web.StreamResponse | None:
         started = time.perf_counter()
         verdict = pipeline.request_verdict(exchange)
+        exchange.request_verdict = verdict  # a capture path that gave the whole request passes it on
         elapsed = time.perf_counter() - started
         if elapsed > budget:
             counters.enforce_over_budget += 1

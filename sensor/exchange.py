@@ -40,6 +40,9 @@ class Exchange:
     # mTLS: the subject of a verified peer certificate on the sensor's own TLS listener.
     peer_cert_subject: str | None = None
     upstream_error: str | None = None  # "refused" | "timeout" | ... when status is a sensor answer
+    # Enforce mode: the gate's signature verdict (a ``ScanResult``) when the gate saw this whole
+    # request (the fast path); the analysis then reuses it instead of scanning the request again.
+    request_verdict: object | None = None
 
 
 class ExchangeSink:

@@ -423,6 +423,7 @@ class _Client(asyncio.Protocol):
         self.upstream_data = b""
         self.retried = False
         self.probe = False
+        self.gate_exchange: Exchange | None = None  # what the enforce gate was shown
         # the response side
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -716,7 +717,10 @@ class _Client(asyncio.Protocol):
         coroutine function; the sensor's own never awaits, so it is run to completion here without
         a task. One that does await is driven on by a task. A gate that raises fails open."""
         assert self.req is not None
-        coro = gate(None, self.exchange(self.req))  # no aiohttp request on this path
+        # The gate sees the whole request here (bodies on this path are read whole); the verdict it
+        # leaves on the exchange is handed on to the analysis, which then does not scan again.
+        self.gate_exchange = self.exchange(self.req)
+        coro = gate(None, self.gate_exchange)  # no aiohttp request on this path
         try:
             waiting = coro.send(None)
         except StopIteration as done:
@@ -1102,6 +1106,7 @@ class _Client(asyncio.Protocol):
             source="inline",
             peer_cert_subject=None,
             upstream_error=self.error,
+            request_verdict=self.gate_exchange.request_verdict if self.gate_exchange is not None else None,
         )
 
 

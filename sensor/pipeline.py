@@ -181,7 +181,8 @@ class Pipeline(ExchangeSink):
         params.extend(("body", name) for name in list(body_names)[:MAX_PARAMS])
         status_class = f"{ex.status // 100}xx" if ex.status else ""
         data_types = tuple(self.classifier.classify_leaves(leaves, status_class=status_class)) if leaves else ()
-        verdict = self.request_verdict(ex, leaves)
+        gate_verdict = ex.request_verdict  # enforce mode: the same request, already scanned
+        verdict = gate_verdict if isinstance(gate_verdict, ScanResult) else self.request_verdict(ex, leaves)
         observation = Observation(
             route=route,
             method=ex.method,

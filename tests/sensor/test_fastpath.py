@@ -327,3 +327,40 @@ async def test_close_delimited_upstream_response_is_rechunked_for_the_client() -
         await server.wait_closed()
     assert ex.response_body == b"hello, world" and ex.response_body_size == 12
     assert counters.upstream_errors_502 == 0
+
+
+async def test_enforce_verdict_is_reused_by_the_analysis(upstream: Upstream) -> None:
+    """On the fast path the enforce gate saw the whole request: the analysis takes its verdict
+    instead of scanning the request a second time, and still reports the attack."""
+    from sensor.app import enforce_gate
+    from sensor.evidence import PrincipalHasher
+    from sensor.pipeline import Pipeline
+    from sensor.proxy import ProxyCounters
+    from sensor.summary import SummaryAggregator
+
+    cfg = cfg_for(upstream.url, enforce=True)
+    pipeline = Pipeline(cfg, SummaryAggregator(60), PrincipalHasher(b"k" * 32))
+    scans = 0
+    real_scan = pipeline.signatures.scan
+
+    def counting_scan(items: object) -> object:
+        nonlocal scans
+        scans += 1
+        return real_scan(items)  # type: ignore[arg-type]
+
+    pipeline.signatures.scan = counting_scan  # type: ignore[method-assign]
+    counters = ProxyCounters()
+    gate = enforce_gate(pipeline, counters, cfg)
+    async with running_proxy(cfg, pipeline, counters, request_gate=gate) as (port, _), \
+            aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/items?id=1") as resp:
+            assert resp.status == 200
+        attack = "/items?id=1'%20UNION%20SELECT%20password%20FROM%20users--"
+        async with session.get(f"http://127.0.0.1:{port}{attack}") as resp:
+            assert resp.status == 403
+        for _ in range(100):
+            if pipeline.counters.exchanges == 2:
+                break
+            await asyncio.sleep(0.02)
+    assert pipeline.counters.exchanges == 2 and scans == 2  # one scan per request, by the gate
+    assert pipeline.counters.attacks == 1 and counters.blocked == 1
