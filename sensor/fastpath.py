@@ -19,8 +19,8 @@ before any byte went upstream), which keeps its established answers to everythin
   body and read timeouts, the enforce-mode gate before anything goes upstream, and the ``Exchange``
   handed to the sink after the client has its answer.
 
-Upstream connections are pooled (``cfg.pool_size`` at most, idle ones closed after
-``cfg.upstream_keepalive_timeout``). Responses up to ``SMALL_BODY`` with a declared length are read
+Upstream connections (``sensor/fastpath_upstream.py``) are pooled (``cfg.pool_size`` at most, idle
+ones closed after ``cfg.upstream_keepalive_timeout``). Responses up to ``SMALL_BODY`` with a declared length are read
 whole and written with their head in one write (an upstream failure before that is still a clean
 502); anything else streams with backpressure: the upstream socket is paused while the client's is
 full, and a client that reads nothing for ``client_body_timeout`` is cut.
@@ -46,7 +46,15 @@ from yarl import URL
 
 from apiward.logs import get_logger
 from sensor.exchange import EMPTY_HEADERS, Exchange
-from sensor.http_common import HOP_BY_HOP, PROBLEM_CONTENT_TYPE, REQUEST_ID_HEADER, decode_path, sane_request_id
+from sensor.fastpath_upstream import UpstreamConnection
+from sensor.http_common import (
+    HOP_BY_HOP,
+    PROBLEM_CONTENT_TYPE,
+    REQUEST_ID_HEADER,
+    decode_path,
+    log_request_proxied,
+    sane_request_id,
+)
 
 log = get_logger("sensor.fastpath")
 
@@ -93,10 +101,6 @@ def _clean_head(head: bytes) -> bool:
     return b"\r\n " not in head and b"\r\n\t" not in head
 
 
-class _HeadTooLarge(Exception):
-    """Raised from a parser callback: llhttp then stops with a callback error."""
-
-
 class _Request:
     """One parsed request head: the httptools callbacks fill it."""
 
@@ -136,10 +140,10 @@ class FastFront:
             else self.upstream_host.encode()
         self.prefix = upstream.raw_path.rstrip("/").encode()
         self.head_limit = HEADER_TOTAL_FACTOR * self.cfg.max_header_bytes
-        self.idle: deque[_Upstream] = deque()
+        self.idle: deque[UpstreamConnection] = deque()
         self.upstream_count = 0
         self.clients: set[_Client] = set()
-        self.waiters: deque[asyncio.Future[_Upstream | None]] = deque()
+        self.waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.drained: asyncio.Event | None = None  # set when the last client leaves during stop()
         self.closing = False
 
@@ -147,7 +151,7 @@ class FastFront:
         return _Client(self)
 
     # -- upstream pool ---------------------------------------------------------------------------
-    def take_idle(self) -> _Upstream | None:
+    def take_idle(self) -> UpstreamConnection | None:
         while self.idle:
             conn = self.idle.pop()  # most recently used first: its socket is the least likely stale
             if conn.usable():
@@ -155,7 +159,7 @@ class FastFront:
                 return conn
         return None
 
-    def release(self, conn: _Upstream) -> None:
+    def release(self, conn: UpstreamConnection) -> None:
         if self.closing or not conn.usable():
             conn.close()
             return
@@ -169,7 +173,7 @@ class FastFront:
         if conn.idle_timer is None:
             conn.idle_timer = self.loop.call_later(self.cfg.upstream_keepalive_timeout, conn.idle_check)
 
-    def forget(self, conn: _Upstream) -> None:
+    def forget(self, conn: UpstreamConnection) -> None:
         with contextlib.suppress(ValueError):
             self.idle.remove(conn)
 
@@ -182,10 +186,10 @@ class FastFront:
                 waiter.set_result(None)
                 return
 
-    async def wait_for_connection(self) -> _Upstream | None:
+    async def wait_for_connection(self) -> UpstreamConnection | None:
         """At the pool limit: a connection someone releases, or None when a slot frees up (connect
         then). Bounded by the connect timeout (TimeoutError)."""
-        waiter: asyncio.Future[_Upstream | None] = self.loop.create_future()
+        waiter: asyncio.Future[UpstreamConnection | None] = self.loop.create_future()
         self.waiters.append(waiter)
         try:
             async with asyncio.timeout(self.cfg.connect_timeout):
@@ -213,179 +217,6 @@ class FastFront:
             client.abort()
         while self.idle:
             self.idle.pop().close()
-
-
-class _Upstream(asyncio.Protocol):
-    """One connection to the upstream; serves one flight (request/response) at a time."""
-
-    def __init__(self, front: FastFront) -> None:
-        self.front = front
-        self.transport: asyncio.Transport | None = None
-        self.flight: _Client | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reused = False
-        self.idle_since = 0.0
-        self.idle_timer: asyncio.TimerHandle | None = None
-        self.received = 0
-        self.last_read = 0.0
-        self.read_timer: asyncio.TimerHandle | None = None
-        # the response in progress
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
-        self.keep_alive = False
-        self.close_delimited = False  # a body that ends when the upstream closes
-        self.complete = False
-
-    def usable(self) -> bool:
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
-
-    def idle_check(self) -> None:
-        self.idle_timer = None
-        if self.closed or self.flight is not None:
-            return
-        remaining = self.idle_since + self.front.cfg.upstream_keepalive_timeout - self.front.loop.time()
-        if remaining > 0:
-            self.idle_timer = self.front.loop.call_later(remaining, self.idle_check)
-            return
-        self.front.forget(self)
-        self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.front.slot_freed()
-        if self.transport is not None:
-            self.transport.close()
-        for timer in (self.idle_timer, self.read_timer):
-            if timer is not None:
-                timer.cancel()
-        self.idle_timer = self.read_timer = None
-
-    def start(self, flight: _Client, data: bytes) -> None:
-        self.flight = flight
-        self.status = 0
-        self.reason = b""
-        self.headers = []
-        self.head_bytes = 0
-        self.close_delimited = False
-        self.complete = False
-        self.received = 0
-        self.parser = httptools.HttpResponseParser(self)
-        self.last_read = self.front.loop.time()
-        if self.read_timer is None:
-            self.read_timer = self.front.loop.call_later(self.front.cfg.read_timeout, self.read_check)
-        assert self.transport is not None
-        self.transport.write(data)
-
-    def read_check(self) -> None:
-        self.read_timer = None
-        if self.closed or self.flight is None:
-            return
-        if self.flight.client_paused:  # the client is not reading: that timeout is the client's
-            self.read_timer = self.front.loop.call_later(self.front.cfg.read_timeout, self.read_check)
-            return
-        remaining = self.last_read + self.front.cfg.read_timeout - self.front.loop.time()
-        if remaining > 0:
-            self.read_timer = self.front.loop.call_later(remaining, self.read_check)
-            return
-        flight, self.flight = self.flight, None
-        self.close()
-        flight.upstream_failed("read_timeout", self)
-
-    # -- asyncio.Protocol ------------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        flight = self.flight
-        if flight is None:  # bytes nobody asked for: the connection is not reusable
-            self.front.forget(self)
-            self.close()
-            return
-        self.received += len(data)
-        self.last_read = self.front.loop.time()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.flight = None
-            self.close()
-            flight.upstream_failed("bad_response", self)
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed:
-            self.closed = True
-            self.front.slot_freed()
-        for timer in (self.idle_timer, self.read_timer):
-            if timer is not None:
-                timer.cancel()
-        self.idle_timer = self.read_timer = None
-        self.front.forget(self)
-        flight, self.flight = self.flight, None
-        if flight is None:
-            return
-        if self.close_delimited and self.status >= 200:
-            # A body without a length ends with the connection (httptools has no "finish" call to
-            # tell llhttp so): the response is complete.
-            self.complete = True
-            flight.response_done(self, False)
-            return
-        if self.status == 0 and self.received == 0 and self.reused:
-            flight.upstream_raced(self)
-        else:
-            flight.upstream_failed("reset" if isinstance(exc, ConnectionResetError) else "disconnected", self)
-
-    # -- httptools callbacks ---------------------------------------------------------------------
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # The aiohttp client's bounds (cfg.max_header_bytes per field, the total as on the request
-        # side): an over-long upstream head is a bad response, not something to hand a client.
-        self.head_bytes += len(name) + len(value) + 4
-        if len(name) + len(value) + 2 > self.front.cfg.max_header_bytes or self.head_bytes > self.front.head_limit:
-            raise _HeadTooLarge
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        # Reusable afterwards? Decided now: llhttp resets its flags when the message completes.
-        tokens = {t.strip().lower() for name, value in self.headers if name.lower() == b"connection"
-                  for t in value.split(b",")}
-        framed = self.status in (204, 304) or any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
-        version = self.parser.get_http_version()
-        self.keep_alive = framed and (b"close" not in tokens if version == "1.1" else b"keep-alive" in tokens)
-        self.close_delimited = not framed and self.status >= 200
-        if self.flight is not None:
-            self.flight.response_head(self)
-
-    def on_body(self, body: bytes) -> None:
-        if self.flight is not None:
-            self.flight.response_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.status < 200:  # an interim 1xx: the final response follows (the parser goes on)
-            self.headers = []
-            self.head_bytes = 0
-            self.reason = b""
-            self.status = 0
-            return
-        self.complete = True
-        flight, self.flight = self.flight, None
-        keep = self.keep_alive
-        # read_timer stays: it lapses by itself when it finds no flight, and the next flight reuses it
-        if flight is not None:
-            flight.response_done(self, keep)
 
 
 class _Client(asyncio.Protocol):
@@ -419,7 +250,7 @@ class _Client(asyncio.Protocol):
         self.started_at = 0.0
         self.t0 = 0.0
         self.request_body = b""
-        self.upstream: _Upstream | None = None
+        self.upstream: UpstreamConnection | None = None
         self.upstream_data = b""
         self.retried = False
         self.probe = False
@@ -830,7 +661,7 @@ class _Client(asyncio.Protocol):
         try:
             async with asyncio.timeout(front.cfg.connect_timeout):
                 _, conn = await front.loop.create_connection(
-                    lambda: _Upstream(front), front.upstream_host, front.upstream_port
+                    lambda: UpstreamConnection(front), front.upstream_host, front.upstream_port
                 )
         except (OSError, TimeoutError) as exc:
             front.upstream_count -= 1
@@ -849,7 +680,7 @@ class _Client(asyncio.Protocol):
         self.upstream = conn
         conn.start(self, self.upstream_data)
 
-    def upstream_raced(self, conn: _Upstream) -> None:
+    def upstream_raced(self, conn: UpstreamConnection) -> None:
         """A pooled connection closed as the request was sent (the upstream's keep-alive ended)."""
         self.upstream = None
         if not self.retried and self.req is not None and self.req.method in _IDEMPOTENT and not self.gone:
@@ -864,7 +695,7 @@ class _Client(asyncio.Protocol):
             return
         self.upstream_failed("disconnected", conn)
 
-    def upstream_failed(self, kind: str, conn: _Upstream | None) -> None:
+    def upstream_failed(self, kind: str, conn: UpstreamConnection | None) -> None:
         self.upstream = None
         if self.probe and self.state.breaker.probing:
             self.state.breaker.inconclusive()
@@ -892,7 +723,7 @@ class _Client(asyncio.Protocol):
         self.answer(502, "Bad Gateway", f"upstream error: {kind}")
 
     # -- response side ---------------------------------------------------------------------------
-    def response_head(self, conn: _Upstream) -> None:
+    def response_head(self, conn: UpstreamConnection) -> None:
         status = conn.status
         self.status = status
         if self.probe and self.state.breaker.probing:
@@ -934,7 +765,7 @@ class _Client(asyncio.Protocol):
                 self.close_after = True
         self.write_head(conn)
 
-    def write_head(self, conn: _Upstream, *, interim: bool = False, body: bytes | None = None) -> None:
+    def write_head(self, conn: UpstreamConnection, *, interim: bool = False, body: bytes | None = None) -> None:
         reason = conn.reason.strip() or _phrase(conn.status)
         out = [b"HTTP/", self.version.encode(), b" ", str(conn.status).encode(), b" ", reason, b"\r\n"]
         named: set[bytes] = set()
@@ -985,7 +816,7 @@ class _Client(asyncio.Protocol):
         else:
             self.transport.write(data)
 
-    def response_done(self, conn: _Upstream, keep: bool) -> None:
+    def response_done(self, conn: UpstreamConnection, keep: bool) -> None:
         self.upstream = None
         if self.small:
             self.response_headers = conn.headers
@@ -1060,17 +891,7 @@ class _Client(asyncio.Protocol):
             log.warning("exchange_submit_failed", error=type(exc).__name__)
             return
         if self.state.debug:  # the same per-request line as the aiohttp path
-            log.debug(
-                "request_proxied",
-                request_id=exchange.request_id,
-                method=exchange.method,
-                path=exchange.path,
-                status=exchange.status,
-                duration_ms=round(exchange.duration_ms, 2),
-                request_bytes=exchange.request_body_size,
-                response_bytes=exchange.response_body_size,
-                upstream_error=exchange.upstream_error,
-            )
+            log_request_proxied(log, exchange)
 
     def exchange(self, req: _Request) -> Exchange:
         url = req.url.decode("utf-8", "surrogateescape").partition("#")[0]

@@ -11,11 +11,15 @@ import random
 import re
 import secrets
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import msgspec
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+
+if TYPE_CHECKING:
+    from sensor.exchange import Exchange
 
 # RFC 9110 7.6.1 connection-specific fields, plus the pre-standard ones proxies still see in the wild
 # ("Proxy-Connection", "Trailers"). They describe one hop and must never be forwarded.
@@ -152,3 +156,19 @@ def c_parser_in_use() -> bool:
 
     parser = getattr(web_protocol, "HttpRequestParser", None)
     return parser is not None and getattr(parser, "__module__", "") == "aiohttp._http_parser"
+
+
+def log_request_proxied(logger: Any, exchange: Exchange) -> None:
+    """The per-request debug line of both proxy paths (call it only at debug level: even a filtered
+    structlog call costs a bind per request). Fields, never values: no headers, no bodies."""
+    logger.debug(
+        "request_proxied",
+        request_id=exchange.request_id,
+        method=exchange.method,
+        path=exchange.path,
+        status=exchange.status,
+        duration_ms=round(exchange.duration_ms, 2),
+        request_bytes=exchange.request_body_size,
+        response_bytes=exchange.response_body_size,
+        upstream_error=exchange.upstream_error,
+    )

@@ -50,6 +50,7 @@ from sensor.http_common import (
     decode_path,
     end_to_end_headers,
     frozen_headers,
+    log_request_proxied,
     problem_response,
     sane_request_id,
     split_target,
@@ -890,15 +891,5 @@ def _submit(request: web.Request, state: _ProxyState, cap: _Capture, body: _Requ
         # The type only: an exception message can quote request data, which must not reach the logs.
         log.warning("exchange_submit_failed", error=type(exc).__name__)
         return
-    if not state.debug:  # even a filtered structlog call costs a proxy bind per request
-        return
-    log.debug(
-        "request_proxied",
-        method=exchange.method,
-        path=exchange.path,
-        status=exchange.status,
-        duration_ms=round(exchange.duration_ms, 2),
-        request_bytes=exchange.request_body_size,
-        response_bytes=exchange.response_body_size,
-        upstream_error=exchange.upstream_error,
-    )
+    if state.debug:  # even a filtered structlog call costs a proxy bind per request
+        log_request_proxied(log, exchange)
