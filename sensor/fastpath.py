@@ -586,6 +586,8 @@ class _Client(asyncio.Protocol):
         self.forward()
 
     def gate_verdict(self, blocked: web.StreamResponse | None) -> None:
+        if self.req is None:
+            return  # the client left while an awaiting gate decided (finish() has run)
         if blocked is None:
             self.forward()
             return
@@ -620,6 +622,8 @@ class _Client(asyncio.Protocol):
 
     # -- upstream (continued) --------------------------------------------------------------------
     def forward(self) -> None:
+        if self.req is None:
+            return  # the client left while an awaiting gate decided (finish() has run)
         breaker = self.state.breaker
         self.probe = breaker.is_open
         if not breaker.allow():

@@ -364,3 +364,45 @@ async def test_enforce_verdict_is_reused_by_the_analysis(upstream: Upstream) -> 
             await asyncio.sleep(0.02)
     assert pipeline.counters.exchanges == 2 and scans == 2  # one scan per request, by the gate
     assert pipeline.counters.attacks == 1 and counters.blocked == 1
+
+
+async def test_client_gone_while_an_awaiting_gate_decides_sends_nothing_upstream() -> None:
+    """A plug-in gate that awaits; the client leaves before its verdict: nothing goes upstream, no
+    upstream connection is opened for it, and the proxy goes on serving."""
+    decided = asyncio.Event()
+    connections = 0
+    paths: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                paths.append(head.split(b" ")[1])
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    async def slow_gate(request: web.Request | None, ex: Exchange) -> web.StreamResponse | None:
+        await asyncio.sleep(0.3)
+        decided.set()
+        return None
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with running_proxy(cfg_for(url), RecordingSink(), request_gate=slow_gate) as (port, counters):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /left HTTP/1.1\r\nHost: h\r\n\r\n")
+            await writer.drain()
+            writer.close()  # gone before the verdict
+            await asyncio.wait_for(decided.wait(), 5)
+            await asyncio.sleep(0.2)
+            out = await raw_roundtrip(port, b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert paths == [b"/next"] and connections == 1
+    assert counters.client_disconnects == 1
