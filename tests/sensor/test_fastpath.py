@@ -393,7 +393,7 @@ async def test_client_gone_while_an_awaiting_gate_decides_sends_nothing_upstream
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
         async with running_proxy(cfg_for(url), RecordingSink(), request_gate=slow_gate) as (port, counters):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /left HTTP/1.1\r\nHost: h\r\n\r\n")
             await writer.drain()
             writer.close()  # gone before the verdict
