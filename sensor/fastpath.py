@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import socket
 import time
 from collections import deque
@@ -39,7 +38,6 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
-import msgspec
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -48,34 +46,35 @@ from apiward.logs import get_logger
 from sensor.exchange import EMPTY_HEADERS, Exchange
 from sensor.fastpath_upstream import UpstreamConnection
 from sensor.http_common import (
+    ERRNO_NAMES,
+    HEADER_TOTAL_FACTOR,
     HOP_BY_HOP,
-    PROBLEM_CONTENT_TYPE,
-    REQUEST_ID_HEADER,
+    MAX_HEADER_COUNT,
+    PROXY_SET_REQUEST_HEADERS,
+    SMALL_BODY,
     decode_path,
     log_request_proxied,
+    problem_response,
     sane_request_id,
 )
 
 log = get_logger("sensor.fastpath")
 
-SMALL_BODY = 64 * 1024  # same bound as sensor.proxy: bodies read whole, one write
-MAX_HEADER_COUNT = 100
-HEADER_TOTAL_FACTOR = 4
 PIPELINE_BUFFER = 256 * 1024  # client bytes buffered while a request is in flight, then reading pauses
 STOP_GRACE = 5.0  # seconds stop() waits for requests in flight
 
 _FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS"})  # retried once after a keep-alive race
-# Request headers the proxy sets itself or that describe the client<->sensor hop (as sensor.proxy).
-_REQUEST_DROP = frozenset(name.encode() for name in HOP_BY_HOP | {
-    "host", "content-length", "expect", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "x-forwarded-for"})
+# Request headers never forwarded as sent: hop-by-hop, those the proxy sets itself (X-Forwarded-For is
+# rebuilt here with the client's earlier hops first).
+_REQUEST_DROP = frozenset(
+    name.lower().encode() for name in (*HOP_BY_HOP, *PROXY_SET_REQUEST_HEADERS, "x-forwarded-for")
+)
 _RESPONSE_DROP = frozenset(name.encode() for name in HOP_BY_HOP | {"x-request-id"})
 # Fields that may appear once (aiohttp's SINGLETON_HEADERS): a second Host is a classic smuggling and
 # cache-poisoning lever, so a head carrying any twice goes to the aiohttp path, which refuses it.
 _SINGLETON_HEADERS = frozenset({b"content-length", b"content-location", b"content-range", b"content-type", b"etag",
                                 b"host", b"max-forwards", b"server", b"transfer-encoding", b"user-agent"})
-_ERRNO_NAMES = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EHOSTUNREACH: "unreachable"}
-_problem_encoder = msgspec.json.Encoder()
 
 
 def _http_date(_cache: list[Any] = [0, b""]) -> bytes:  # noqa: B006 - a per-second cache on purpose
@@ -104,13 +103,11 @@ def _clean_head(head: bytes) -> bool:
 class _Request:
     """One parsed request head: the httptools callbacks fill it."""
 
-    __slots__ = ("bad", "complete", "content_length", "headers", "method", "url")
+    __slots__ = ("content_length", "headers", "method", "url")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-        self.bad = False
         self.content_length: int | None = None
         self.method = ""
 
@@ -121,8 +118,13 @@ class _Request:
         # llhttp strips the whitespace before a field value, not after it (aiohttp strips both)
         self.headers.append((name, value.rstrip(b" \t")))
 
-    def on_message_complete(self) -> None:
-        self.complete = True
+
+def _str_headers(pairs: list[tuple[bytes, bytes]]) -> CIMultiDictProxy[str]:
+    """Raw header pairs as the aiohttp path's Exchange has them (values UTF-8, bad bytes kept)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in pairs:
+        out.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+    return CIMultiDictProxy(out)
 
 
 class FastFront:
@@ -596,29 +598,8 @@ class _Client(asyncio.Protocol):
             return
         self.state.counters.blocked += 1
         self.error = "blocked"
-        body = blocked.body if isinstance(blocked, web.Response) and isinstance(blocked.body, bytes) else b""
-        self.status = blocked.status
-        headers = [(name.encode("latin-1"), value.encode("utf-8", "surrogateescape"))
-                   for name, value in blocked.headers.items()
-                   if name.lower() not in ("content-length", "x-request-id", "connection", "transfer-encoding")]
-        headers += [(b"Content-Length", str(len(body)).encode()), (b"X-Request-ID", self.rid.encode())]
-        self.response_headers = headers
-        self.response_prefix = bytearray(body[: self.front.cfg.inspect_bytes])
-        self.response_size = len(body)
-        close = not self.keep_alive or self.front.closing or not blocked.keep_alive
-        self.close_after = close
-        out = [b"HTTP/", self.version.encode(), b" ", str(blocked.status).encode(), b" ",
-               (blocked.reason or "").encode("latin-1", "replace") or _phrase(blocked.status), b"\r\n"]
-        for name, value in headers:
-            out += (name, b": ", value, b"\r\n")
-        out += (b"Date: ", _http_date(), b"\r\n")
-        if close:
-            out.append(b"Connection: close\r\n")
-        out += (b"\r\n", body)
-        self.started = True
-        if self.transport is not None:
-            self.transport.write(b"".join(out))
-        self.finish()
+        # An attacker's connection is closed after the block unless the answer asks to keep it.
+        self.send_own(blocked, close=blocked.keep_alive is not True)
 
     # -- upstream (continued) --------------------------------------------------------------------
     def forward(self) -> None:
@@ -670,7 +651,7 @@ class _Client(asyncio.Protocol):
         except (OSError, TimeoutError) as exc:
             front.upstream_count -= 1
             kind = "connect_timeout" if isinstance(exc, TimeoutError) else \
-                _ERRNO_NAMES.get(getattr(exc, "errno", 0) or 0, "connect_error")
+                ERRNO_NAMES.get(getattr(exc, "errno", 0) or 0, "connect_error")
             if breaker.connect_failed():
                 self.state.counters.circuit_opened += 1
                 log.warning("upstream_circuit_open", failures=breaker.failures, cooldown_s=breaker.cooldown)
@@ -836,26 +817,37 @@ class _Client(asyncio.Protocol):
         self.finish()
 
     def answer(self, status: int, title: str, detail: str, *, close: bool = False) -> None:
-        """A sensor-made problem answer (RFC 9457) with the request id."""
+        """A sensor-made problem answer (RFC 9457) with the request id, as the aiohttp path makes it."""
         if not self.rid:
             self.rid = sane_request_id(None)
-        doc = {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": self.rid}
-        body = _problem_encoder.encode(doc)
-        close = close or not self.keep_alive or self.front.closing
-        self.status = status
-        self.response_headers = [(b"Content-Type", PROBLEM_CONTENT_TYPE.encode()),
-                                 (b"Content-Length", str(len(body)).encode()),
-                                 (REQUEST_ID_HEADER.encode(), self.rid.encode())]
-        self.response_prefix = bytearray(body)
+        self.send_own(problem_response(status, title, detail, self.rid, close=close))
+
+    def send_own(self, resp: web.StreamResponse, *, close: bool = False) -> None:
+        """Write an answer the sensor made (a problem document, the enforce gate's block) in one
+        write, record it for the exchange and end the request. Closes the connection when asked, when
+        the client or the answer says so (``force_close()``) or when the listener is stopping."""
+        body = resp.body if isinstance(resp, web.Response) and isinstance(resp.body, bytes) else b""
+        headers = [(name.encode("latin-1"), value.encode("utf-8", "surrogateescape"))
+                   for name, value in resp.headers.items()
+                   if name.lower() not in ("content-length", "x-request-id", "connection", "transfer-encoding")]
+        headers += [(b"Content-Length", str(len(body)).encode()), (b"X-Request-ID", self.rid.encode())]
+        close = close or not self.keep_alive or self.front.closing or resp.keep_alive is False
+        self.status = resp.status
+        self.response_headers = headers
+        self.response_prefix = bytearray(body[: self.front.cfg.inspect_bytes])
         self.response_size = len(body)
-        head = (f"HTTP/{self.version} {status} {HTTPStatus(status).phrase}\r\n"
-                f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
-                f"Date: {_http_date().decode()}\r\n{REQUEST_ID_HEADER}: {self.rid}\r\n"
-                + ("Connection: close\r\n" if close else "") + "\r\n").encode()
         self.close_after = close
+        out = [b"HTTP/", self.version.encode(), b" ", str(resp.status).encode(), b" ",
+               resp.reason.encode("latin-1", "replace") if resp.reason else _phrase(resp.status), b"\r\n"]
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        out += (b"Date: ", _http_date(), b"\r\n")
+        if close:
+            out.append(b"Connection: close\r\n")
+        out += (b"\r\n", body)
         self.started = True
         if self.transport is not None and not self.gone:
-            self.transport.write(head + body)
+            self.transport.write(b"".join(out))
         self.finish()
 
     # -- end of an exchange ----------------------------------------------------------------------
@@ -900,23 +892,14 @@ class _Client(asyncio.Protocol):
     def exchange(self, req: _Request) -> Exchange:
         url = req.url.decode("utf-8", "surrogateescape").partition("#")[0]
         raw_path, _, raw_query = url.partition("?")
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in req.headers:
-            headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-        if self.response_headers:
-            response = CIMultiDict[str]()
-            for name, value in self.response_headers:
-                response.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-            response_headers: Any = CIMultiDictProxy(response)
-        else:
-            response_headers = EMPTY_HEADERS
+        response_headers = _str_headers(self.response_headers) if self.response_headers else EMPTY_HEADERS
         inspect = self.front.cfg.inspect_bytes
         return Exchange(
             request_id=self.rid or sane_request_id(None),
             method=req.method,
             path=decode_path(raw_path),
             query_string=raw_query,
-            request_headers=CIMultiDictProxy(headers),
+            request_headers=_str_headers(req.headers),
             peer_ip=self.peer,
             listener_scheme="http",
             http_version=self.version,

@@ -1,4 +1,4 @@
-"""Small HTTP helpers shared by the capture paths (inline proxy and mirror listener).
+"""Small HTTP helpers and bounds shared by the capture paths (both proxy paths and the mirror listener).
 
 Everything here is pure (no IO) except ``problem_response`` which only builds a response object, so
 it is tested through the proxy and mirror tests without extra fixtures.
@@ -6,6 +6,7 @@ it is tested through the proxy and mirror tests without extra fixtures.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -41,6 +42,29 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_HEADER = "X-Request-ID"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+# -- shared by both proxy paths (sensor/proxy.py, sensor/fastpath.py) ---------------------------------
+
+# Bodies with a declared length up to this size are read whole and sent in one write with their
+# headers (request upstream, response to the client). Most API bodies are small, and the streaming
+# path costs several extra socket writes and task switches per request; memory stays bounded by
+# this size per in-flight request. Larger or unknown-length bodies stream.
+SMALL_BODY = 64 * 1024
+# Header section bounds (Envoy's defaults: 100 headers, 60 KiB). aiohttp bounds one line or field
+# (cfg.max_header_bytes) and the count at 128, not the total: 127 fields of 16 KiB (2 MiB) would be
+# forwarded to a backend that likely refuses them, or worse, buffers them. The total is
+# HEADER_TOTAL_FACTOR x cfg.max_header_bytes (64 KiB with the default 16 KiB); above either -> 431.
+MAX_HEADER_COUNT = 100
+HEADER_TOTAL_FACTOR = 4
+
+# Request headers the proxy sets itself or that describe the client<->sensor hop (framing, the
+# 100-continue handshake the sensor already answered, the client's Host): never forwarded as sent.
+PROXY_SET_REQUEST_HEADERS = (
+    "Host", "Content-Length", "Expect", "X-Forwarded-Proto", "X-Forwarded-Host", REQUEST_ID_HEADER,
+)
+# Why a connection to the upstream failed, as the problem answers and exchanges name it.
+ERRNO_NAMES = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EHOSTUNREACH: "unreachable"}
 
 
 def sane_request_id(value: str | None) -> str:

@@ -25,7 +25,6 @@ section 4). Each is handled where it matters and named in a comment:
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import ssl
 import time
@@ -45,7 +44,12 @@ from sensor.config import SensorConfig
 from sensor.exchange import EMPTY_HEADERS, Exchange, ExchangeSink
 from sensor.fastpath import FastSite, fast_path_eligible
 from sensor.http_common import (
+    ERRNO_NAMES,
+    HEADER_TOTAL_FACTOR,
+    MAX_HEADER_COUNT,
+    PROXY_SET_REQUEST_HEADERS,
     REQUEST_ID_HEADER,
+    SMALL_BODY,
     c_parser_in_use,
     decode_path,
     end_to_end_headers,
@@ -61,25 +65,9 @@ log = get_logger("sensor.proxy")
 # Bytes read or written per step in either direction. Big enough to keep per-chunk Python overhead
 # small at ~1 GB/s, small enough that a few in flight per request keep memory flat.
 CHUNK_SIZE = 256 * 1024
-# Bodies with a declared length up to this size are read whole and sent in one write with their
-# headers (request upstream, response to the client). Most API bodies are small, and the streaming
-# path costs several extra socket writes and task switches per request; memory stays bounded by
-# this size per in-flight request. Larger or unknown-length bodies stream.
-SMALL_BODY = 64 * 1024
-# Header section bounds (Envoy's defaults: 100 headers, 60 KiB). aiohttp bounds one line or field
-# (cfg.max_header_bytes) and the count at 128, not the total: 127 fields of 16 KiB (2 MiB) would be
-# forwarded to a backend that likely refuses them, or worse, buffers them. The total is
-# HEADER_TOTAL_FACTOR x cfg.max_header_bytes (64 KiB with the default 16 KiB); above either -> 431.
-MAX_HEADER_COUNT = 100
-HEADER_TOTAL_FACTOR = 4
-
 # aiohttp's client adds these on its own unless told not to; a proxy must forward only what the client
 # sent (Accept-Encoding in particular: the client's value decides what encoding comes back).
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
-
-# Request headers the proxy sets itself or that describe the client<->sensor hop (framing, the
-# 100-continue handshake the sensor already answered, the client's Host).
-_REQUEST_DROP = ("Host", "Content-Length", "Expect", "X-Forwarded-Proto", "X-Forwarded-Host", REQUEST_ID_HEADER)
 
 
 @dataclass(slots=True)
@@ -565,7 +553,7 @@ async def _proxy(request: web.Request, state: _ProxyState, cap: _Capture, body: 
 
 
 def _upstream_request_headers(request: web.Request, rid: str) -> CIMultiDict[str]:
-    headers = end_to_end_headers(request.headers, drop=_REQUEST_DROP)
+    headers = end_to_end_headers(request.headers, drop=PROXY_SET_REQUEST_HEADERS)
     peer = request.remote
     if peer:
         prior = ", ".join(v.strip() for v in request.headers.getall("X-Forwarded-For", ()) if v.strip())
@@ -790,9 +778,6 @@ async def _body_failure_answer(
     return web.Response(status=400)  # never reaches the wire: the transport is closed
 
 
-_ERRNO_NAMES = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EHOSTUNREACH: "unreachable"}
-
-
 async def _upstream_failure_answer(
     request: web.Request, state: _ProxyState, cap: _Capture, exc: BaseException
 ) -> web.StreamResponse:
@@ -807,7 +792,7 @@ async def _upstream_failure_answer(
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         kind = "dns"
     elif isinstance(exc, aiohttp.ClientConnectorError):
-        kind = _ERRNO_NAMES.get(exc.os_error.errno or 0, "connect_error")
+        kind = ERRNO_NAMES.get(exc.os_error.errno or 0, "connect_error")
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         kind = "disconnected"
     elif isinstance(exc, aiohttp.ClientOSError):

@@ -17,7 +17,7 @@ import re
 import pytest
 
 from sensor.config import SensorConfig
-from sensor.proxy import MAX_HEADER_COUNT
+from sensor.http_common import MAX_HEADER_COUNT
 from tests.sensor.proxy_helpers import RawRequest, RawUpstream, RecordingSink, raw_roundtrip, running_proxy
 
 FOLLOW = b"GET /follow HTTP/1.1\r\nHost: x\r\n\r\n"
