@@ -8,11 +8,31 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+import threading
+from typing import Any, TextIO
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class LineLogger:
+    """Writes each line with one ``write()`` and flushes. ``print()`` writes the newline apart (two
+    writes under ``PYTHONUNBUFFERED``), and the sensor and its proxy process share one stdout: two
+    processes' lines must never interleave. Without a stream, ``sys.stdout`` is looked up per line
+    (harnesses replace it)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        out = self._stream or sys.stdout
+        with self._lock:
+            out.write(message + "\n")
+            out.flush()
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
 
 
 def configure_logging(level: str = "info", component: str = "apiward", stream: Any = None) -> None:
@@ -27,7 +47,7 @@ def configure_logging(level: str = "info", component: str = "apiward", stream: A
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=lambda *_: LineLogger(stream),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     s, c = args.seconds, args.connections
     try:
         ports = {name: free_port() for name in ("backend", "nginx", "mitm", "baseline", "collector", "sensor",
-                                                "enforce", "split", "split_admin", "mirror", "mirror_split",
-                                                "mirror_admin")}
+                                                "enforce", "enforce_split", "split", "split_admin", "mirror",
+                                                "mirror_split", "mirror_admin")}
         procs.spawn([py, "-m", "bench.backend", str(ports["backend"])], ports["backend"])
         backend = f"http://127.0.0.1:{ports['backend']}"
         procs.spawn([str(bin_dir / "apiward"), "serve", "--insecure-dev", "--listen",
@@ -336,10 +336,15 @@ def main(argv: list[str] | None = None) -> int:
                  f"reverse:{backend}", "--set", f"confdir={tmp}/mitm"], ports["mitm"]), ports["mitm"]))
         targets.append(("baseline aiohttp proxy", lambda: procs.spawn(
             [py, "-m", "bench.baseline_proxy", str(ports["baseline"]), backend], ports["baseline"]), ports["baseline"]))
-        targets.append(("sensor (detect)", lambda: procs.spawn(sensor_cmd(ports["sensor"]), ports["sensor"]),
-                        ports["sensor"]))
-        targets.append(("sensor (enforce)", lambda: procs.spawn(sensor_cmd(ports["enforce"], "--enforce"),
-                                                                ports["enforce"]), ports["enforce"]))
+        # One process (--no-analysis-process); the default on a host with two CPUs or more is the
+        # --analysis-process row below.
+        targets.append(("sensor (detect)", lambda: procs.spawn(
+            sensor_cmd(ports["sensor"], "--no-analysis-process"), ports["sensor"]), ports["sensor"]))
+        targets.append(("sensor (enforce)", lambda: procs.spawn(
+            sensor_cmd(ports["enforce"], "--enforce", "--no-analysis-process"), ports["enforce"]), ports["enforce"]))
+        targets.append(("sensor (enforce, --analysis-process)", lambda: procs.spawn(
+            sensor_cmd(ports["enforce_split"], "--enforce", "--analysis-process"), ports["enforce_split"]),
+            ports["enforce_split"]))
         targets.append(("sensor (detect, --analysis-process)", lambda: procs.spawn(
             sensor_cmd(ports["split"], "--analysis-process", "--admin-listen", f"127.0.0.1:{ports['split_admin']}"),
             ports["split"]), ports["split"]))
@@ -364,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
 
         mirror = procs.spawn([py, "-m", "sensor.cli", "--mode", "mirror", "--listen", f"127.0.0.1:{ports['mirror']}",
                               "--collector", collector, "--window", "5", "--state-dir", f"{tmp}/mirror",
-                              "--log-level", "warning", "--api-name", "mirror"], ports["mirror"])
+                              "--log-level", "warning", "--api-name", "mirror", "--no-analysis-process"],
+                             ports["mirror"])
         murl = f"http://127.0.0.1:{ports['mirror']}"
         mirrored = measure(murl, mirror.pid, s, c)
         records = measure(murl, mirror.pid, s, c, "wrk_records.lua")

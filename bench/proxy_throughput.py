@@ -3,8 +3,9 @@
 ``python -m bench.proxy_throughput [--seconds 8] [--connections 32]``
 
 Starts a backend, the baseline proxy (bench/baseline_proxy.py), a collector (SQLite) and the sensor
-twice (detect mode, all analysis on, shipping to the collector): in one process, and with
-``--analysis-process`` (proxy and analysis in two processes; its CPU is the sum of both), then
+twice (detect mode, all analysis on, shipping to the collector): in one process
+(``--no-analysis-process``), and with ``--analysis-process`` (proxy and analysis in two processes,
+the default on a host with two CPUs or more; its CPU is the sum of both), then
 drives each target with ``wrk`` on loopback: once at one connection (latency) and once at
 ``--connections`` (throughput). Prints a Markdown table and writes bench/results/proxy_throughput.json.
 Every figure is a ratio to a baseline measured in the same run; absolute numbers depend on the machine.
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         spawn([str(bin_dir / "apiward"), "serve", "--insecure-dev", "--listen", f"127.0.0.1:{ports['collector']}",
                "--database", f"sqlite:///{tmp}/bench.db", "--log-level", "warning"])
         split_more = ["--analysis-process", "--admin-listen", f"127.0.0.1:{ports['split_admin']}"]
-        for name, more in (("sensor", []), ("split", split_more)):
+        for name, more in (("sensor", ["--no-analysis-process"]), ("split", split_more)):
             spawn([str(bin_dir / "apiward-sensor"), "--upstream", backend, "--listen", f"127.0.0.1:{ports[name]}",
                    "--collector", f"http://127.0.0.1:{ports['collector']}", "--window", "5", "--trusted-proxies",
                    "127.0.0.1/32", "--state-dir", f"{tmp}/{name}", "--log-level", "warning", *more])

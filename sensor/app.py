@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from apiward.logs import get_logger
 from sensor import __version__
 from sensor.config import SensorConfig, parse_listen
+from sensor.cpus import usable_cpus
 from sensor.events import SensorInfo, SensorStats
 from sensor.evidence import PrincipalHasher
 from sensor.exchange import BatchingSink, Exchange
@@ -105,6 +106,7 @@ class SensorRuntime:
             )
         self._runners: list[web.AppRunner] = []
         self.proxy_process: ProxyProcess | None = None  # --analysis-process
+        self.analysis_process = False  # whether it runs, once started (the setting may say auto)
         self._batching: BatchingSink | None = None  # in-process analysis, once per loop iteration
         self._flush_task: asyncio.Task[None] | None = None
         self.listen_port: int | None = None
@@ -130,7 +132,9 @@ class SensorRuntime:
     async def start(self) -> None:
         await self.shipper.start()
         host, port = parse_listen(self.cfg.listen)
-        if self.cfg.analysis_process:
+        cpus = usable_cpus()
+        self.analysis_process = self.cfg.analysis_process if self.cfg.analysis_process is not None else cpus >= 2
+        if self.analysis_process:
             counters = self.proxy_counters if self.cfg.mode == "inline" else self.mirror_counters
             self.proxy_process = ProxyProcess(self.cfg, self.pipeline, counters)
             self.listen_port = await self.proxy_process.start()
@@ -161,6 +165,9 @@ class SensorRuntime:
             upstream=self.cfg.upstream,
             collector=self.cfg.collector,
             window_seconds=self.cfg.window,
+            analysis_process=self.analysis_process,
+            analysis_process_setting="auto" if self.cfg.analysis_process is None else self.cfg.analysis_process,
+            usable_cpus=cpus,
             api=self.pipeline.api,
             sensor_id=self.info.id,
         )
@@ -308,6 +315,11 @@ class _SensorMetrics(Collector):
         spooled = GaugeMetricFamily("apiward_sensor_spooled_batches", "Batches waiting in the disk spool")
         spooled.add_metric([], float(rt.shipper.spooled_batches))
         out.append(spooled)
+        split = GaugeMetricFamily(
+            "apiward_sensor_analysis_process", "1: proxy and analysis run in two processes (--analysis-process)"
+        )
+        split.add_metric([], float(rt.analysis_process))
+        out.append(split)
         return out
 
 

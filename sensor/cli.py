@@ -50,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="analysis_process",
         action="store_const",
         const=True,
-        help="proxy (or mirror listener) in a child process, analysis in this one: uses a second core",
+        help="proxy (or mirror listener) in a child process, analysis in this one, using a second CPU "
+        "(default: auto, on when the sensor may use two CPUs or more)",
+    )
+    p.add_argument(
+        "--no-analysis-process",
+        dest="analysis_process",
+        action="store_const",
+        const=False,
+        help="proxy and analysis in one process, even with CPUs to spare",
     )
     p.add_argument(
         "--no-fast-path",

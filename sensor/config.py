@@ -67,8 +67,11 @@ class SensorConfig:
     record_max_batch: int = 100  # records in one JSON array
     # spec templates pulled from the collector (sensor/spec_sync.py); 0 turns the pull off
     spec_sync_interval: float = 60.0
-    # capture (proxy or mirror listener) in a child process, analysis in this one (sensor/offload.py)
-    analysis_process: bool = False
+    # capture (proxy or mirror listener) in a child process, analysis in this one (sensor/offload.py).
+    # None = auto: on when this process may use two CPUs or more (sensor/cpus.py). Embedded runtimes
+    # (tests, ``apiward demo``) default to one process; ``load_config`` (the operator's
+    # ``apiward-sensor``) defaults to auto.
+    analysis_process: bool | None = False
     # plain API requests proxied at the protocol level, the rest by aiohttp (sensor/fastpath.py)
     fast_path: bool = True
 
@@ -117,6 +120,15 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         if isinstance(value, list):
             return [str(v) for v in value]
         raise ConfigError(f"{name} must be a list or a comma-separated string")
+    if name == "analysis_process":
+        if value is None or isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if text in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return text in ("1", "true", "yes", "on")
+        raise ConfigError(f"analysis_process must be auto, true or false, not {value!r}")
     if isinstance(current, bool) or name == "enforce":
         if isinstance(value, bool):
             return value
@@ -141,7 +153,7 @@ def load_config(
 ) -> SensorConfig:
     """Merge defaults < environment < file < flags into a validated ``SensorConfig``."""
     environ = os.environ if environ is None else environ
-    cfg = SensorConfig()
+    cfg = SensorConfig(analysis_process=None)  # an operator's sensor uses a second CPU when it has one
     names = {f.name for f in fields(SensorConfig)}
     layers: list[dict[str, Any]] = []
     env_layer: dict[str, Any] = {}

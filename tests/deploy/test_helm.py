@@ -341,6 +341,19 @@ def test_mirror_mode_is_a_receiver(chart: Any) -> None:
     assert "X-Original-URI" in raw["apiward/templates/NOTES.txt"]
 
 
+@pytest.mark.parametrize(("setting", "flags"), [(None, set()), ("auto", set()), (True, {"--analysis-process"}),
+                                                (False, {"--no-analysis-process"})])
+def test_analysis_process_auto_by_default_or_forced(chart: Any, setting: Any, flags: set[str]) -> None:
+    """auto (the default) leaves the choice to the sensor (two usable CPUs under the container's limit);
+    true / false force it, in mirror mode too."""
+    values: dict[str, Any] = {"sensor": {"mode": "mirror"}}
+    if setting is not None:
+        values["sensor"]["analysisProcess"] = setting
+    docs, _ = render(chart, values)
+    sensor = container(one(docs, "Deployment", "rel-apiward-sensor")["spec"]["template"]["spec"], "apiward-sensor")
+    assert {a for a in sensor["args"] if "analysis-process" in a} == flags
+
+
 def test_postgresql_collector_scales_out_with_the_url_from_a_secret(chart: Any) -> None:
     docs, _ = render(chart, CASES["postgresql"])
     dep = one(docs, "Deployment", "rel-apiward-collector")
@@ -427,6 +440,7 @@ def test_helm_test_pod_probes_every_health_endpoint(chart: Any, case: str) -> No
         ({"sensor": {"mode": "mirror"}, "collector": {"replicas": 2}}, "replicas"),
         ({"sensor": {"mode": "mirror", "trustedProxies": ["not a cidr"]}}, "trustedProxies"),
         ({"sensor": {"mode": "mirror", "tpyo": 1}}, "tpyo"),
+        ({"sensor": {"mode": "mirror", "analysisProcess": "sometimes"}}, "analysisProcess"),
         ({"sensor": {"mode": "mirror"}, "tokens": {"ingest": "short"}}, "ingest"),
     ],
 )

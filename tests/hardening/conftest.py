@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sensor.cpus import usable_cpus
 from tests.conftest import free_port
 
 FULL = os.environ.get("APIWARD_HARDENING_FULL") == "1"
@@ -47,6 +48,22 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def rss_bytes(pid: int) -> int:
@@ -88,8 +105,32 @@ class SensorProcess:
 
     @property
     def pid(self) -> int:
+        """The sensor's main process (analysis, shipping; with the analysis process, its parent)."""
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def split(self) -> bool:
+        """Whether the sensor runs its proxy in a child process: the setting, or auto (the default of
+        ``apiward-sensor``: on with two usable CPUs; the child inherits this process's affinity)."""
+        setting = self.settings.get("analysis_process", "auto")
+        return usable_cpus() >= 2 if setting in (None, "auto") else bool(setting)
+
+    def serving_pid(self, timeout: float = 20.0) -> int:
+        """The process that holds the client connections: the proxy child when split, else the main one."""
+        if not self.split:
+            return self.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in child_pids(self.pid):
+                if "sensor.proxy_process" in cmdline(child):
+                    return child
+            time.sleep(0.03)
+        raise RuntimeError(f"the sensor {self.pid} has no proxy process after {timeout}s")
+
+    def pids(self) -> list[int]:
+        """Every process of the sensor (for memory: both halves count)."""
+        return [self.pid, self.serving_pid()] if self.split else [self.pid]
 
     def start(self) -> SensorProcess:
         self.config.write_text(yaml.safe_dump(self.settings))
@@ -99,6 +140,7 @@ class SensorProcess:
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )
         wait_port(self.port, proc=self.proc)
+        self.serving_pid()  # with the analysis process, its child is up too
         return self
 
     def logs(self) -> str:

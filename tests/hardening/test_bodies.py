@@ -68,8 +68,8 @@ async def test_large_bodies_checksums_and_bounded_memory(sensor_factory: Any, ba
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
         async with session.get(f"{sensor.url}/api/items/1") as r:  # warm-up
             assert r.status == 200
-        baseline = rss_bytes(sensor.pid)
-        with RssSampler(sensor.pid) as sampler:
+        baseline = sum(rss_bytes(pid) for pid in sensor.pids())
+        with RssSampler(*sensor.pids()) as sampler:
             async with session.post(f"{sensor.url}/upload", data=_upload_body(BODY)) as r:
                 assert await r.json() == {"size": BODY, "sha256": _expected_upload(BODY)}
             got, n = hashlib.sha256(), 0
@@ -109,8 +109,8 @@ async def test_gzip_bomb_response_passes_unchanged_and_is_not_inflated(sensor_fa
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.get(f"{backend}/bomb") as r:
             direct = await r.read()
-        baseline = rss_bytes(sensor.pid)
-        with RssSampler(sensor.pid) as sampler:
+        baseline = sum(rss_bytes(pid) for pid in sensor.pids())
+        with RssSampler(*sensor.pids()) as sampler:
             for _ in range(3):
                 async with session.get(f"{sensor.url}/bomb") as r:
                     assert r.headers["Content-Encoding"] == "gzip"
@@ -127,8 +127,8 @@ async def test_gzip_bomb_request_passes_unchanged(sensor_factory: Any, backend: 
     assert gzip.GzipFile(fileobj=io.BytesIO(bomb)).read(16) == b"\0" * 16
     sensor = sensor_factory(upstream=backend, log_level="warning").start()
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        baseline = rss_bytes(sensor.pid)
-        with RssSampler(sensor.pid) as sampler:
+        baseline = sum(rss_bytes(pid) for pid in sensor.pids())
+        with RssSampler(*sensor.pids()) as sampler:
             headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
             async with session.post(f"{sensor.url}/upload", data=bomb, headers=headers) as r:
                 assert await r.json() == {"size": len(bomb), "sha256": hashlib.sha256(bomb).hexdigest()}

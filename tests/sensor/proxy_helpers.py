@@ -258,10 +258,10 @@ def rss_bytes(pid: int) -> int:
 
 
 class RssSampler:
-    """Samples a process's RSS every 20 ms in a thread (the event loop is busy moving bytes)."""
+    """Samples the summed RSS of processes every 20 ms in a thread (the event loop is busy moving bytes)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -269,7 +269,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(OSError, RuntimeError):
-                self.peak = max(self.peak, rss_bytes(self.pid))
+                self.peak = max(self.peak, sum(rss_bytes(pid) for pid in self.pids))
             self._stop.wait(0.02)
 
     def __enter__(self) -> RssSampler:

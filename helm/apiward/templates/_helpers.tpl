@@ -96,8 +96,10 @@ The sensor container. (dict "ctx" <chart context> "mode" "standalone|sidecar|mir
     {{- if $s.enforce }}
     - --enforce
     {{- end }}
-    {{- if and $s.analysisProcess (ne .mode "mirror") }}
+    {{- if eq (toString $s.analysisProcess) "true" }}
     - --analysis-process
+    {{- else if eq (toString $s.analysisProcess) "false" }}
+    - --no-analysis-process
     {{- end }}
     {{- if $ctx.Values.policies.files }}
     - --policies=/etc/apiward/policies
