@@ -39,6 +39,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 from apiward.logs import get_logger
 from sensor.config import SensorConfig, parse_listen
 from sensor.exchange import Exchange, ExchangeSink
+from sensor.signatures import Match, ScanResult
 
 log = get_logger("sensor.offload")
 
@@ -62,25 +63,40 @@ def _pairs(headers: MultiMapping[str]) -> list[tuple[str, str]]:
     return [(str(k), v) for k, v in headers.items()]
 
 
+def _pack_verdict(verdict: object) -> tuple[Any, ...] | None:
+    # enforce mode: the child's gate already scanned the request with the same policies, so the
+    # analysis reuses that verdict instead of scanning again (as in one process)
+    if not isinstance(verdict, ScanResult):
+        return None
+    return ([tuple(m) for m in verdict.matches], verdict.score, verdict.blocked)
+
+
+def _unpack_verdict(packed: Sequence[Any] | None) -> ScanResult | None:
+    if packed is None:
+        return None
+    matches, score, blocked = packed
+    return ScanResult(tuple(Match(*m) for m in matches), int(score), bool(blocked))
+
+
 def pack_exchange(ex: Exchange) -> tuple[Any, ...]:
     return (
         ex.request_id, ex.method, ex.path, ex.query_string, _pairs(ex.request_headers), ex.peer_ip,
         ex.listener_scheme, ex.http_version, ex.request_body, ex.request_body_size, ex.status,
         _pairs(ex.response_headers), ex.response_body, ex.response_body_size, ex.started_at, ex.duration_ms,
-        ex.source, ex.client_ip_hint, ex.peer_cert_subject, ex.upstream_error,
+        ex.source, ex.client_ip_hint, ex.peer_cert_subject, ex.upstream_error, _pack_verdict(ex.request_verdict),
     )  # fmt: skip
 
 
 def unpack_exchange(row: Sequence[Any]) -> Exchange:
     (rid, method, path, query, req_headers, peer, scheme, version, req_body, req_size, status,
-     resp_headers, resp_body, resp_size, started, duration, source, hint, cert, error) = row  # fmt: skip
+     resp_headers, resp_body, resp_size, started, duration, source, hint, cert, error, verdict) = row  # fmt: skip
     return Exchange(
         request_id=rid, method=method, path=path, query_string=query,
         request_headers=CIMultiDictProxy(CIMultiDict(req_headers)), peer_ip=peer, listener_scheme=scheme,
         http_version=version, request_body=req_body, request_body_size=req_size, status=status,
         response_headers=CIMultiDictProxy(CIMultiDict(resp_headers)), response_body=resp_body,
         response_body_size=resp_size, started_at=started, duration_ms=duration, source=source,
-        client_ip_hint=hint, peer_cert_subject=cert, upstream_error=error,
+        client_ip_hint=hint, peer_cert_subject=cert, upstream_error=error, request_verdict=_unpack_verdict(verdict),
     )  # fmt: skip
 
 

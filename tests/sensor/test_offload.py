@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -198,6 +199,14 @@ async def test_enforce_mode_blocks_in_the_proxy_process(tmp_path: Path) -> None:
     backend, upstream = await start_backend()
     runtime = SensorRuntime(config(upstream, tmp_path, enforce=True))
     await runtime.start()
+    rescans: list[str] = []
+    scan = runtime.pipeline.request_verdict
+
+    def counting_scan(ex: Exchange, leaves: Any = None) -> Any:
+        rescans.append(ex.request_id)
+        return scan(ex, leaves)
+
+    runtime.pipeline.request_verdict = counting_scan  # type: ignore[method-assign]
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{runtime.listen_port}") as client:
             async with client.get("/items/1", params={"q": "1' UNION SELECT password FROM users--"}) as resp:
@@ -211,6 +220,7 @@ async def test_enforce_mode_blocks_in_the_proxy_process(tmp_path: Path) -> None:
     assert runtime.proxy_counters.blocked == 1
     assert runtime.pipeline.counters.exchanges == 2
     assert runtime.pipeline.counters.attacks == 1
+    assert rescans == []  # the child's gate verdict came over the channel: no second scan here
 
 
 async def test_exchanges_are_dropped_and_counted_when_the_reader_stops_reading() -> None:
