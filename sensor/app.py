@@ -291,10 +291,13 @@ class _SensorMetrics(Collector):
                 rt.pipeline.behaviour.counters.sketches_dropped,
             ),
             "enforce_over_budget": ("Enforce verdicts over budget (passed)", rt.proxy_counters.enforce_over_budget),
-            "client_disconnects": ("Clients gone before the response ended", rt.proxy_counters.client_disconnects),
+            "client_disconnects": (
+                "Clients gone before the response ended (mirror: before the request was read)",
+                rt.proxy_counters.client_disconnects + rt.mirror_counters.client_disconnects,
+            ),
             "fast_path_handoffs": (
                 "Connections handed from the fast path to the aiohttp path (unusual requests)",
-                rt.proxy_counters.fast_path_handoffs,
+                rt.proxy_counters.fast_path_handoffs + rt.mirror_counters.fast_path_handoffs,
             ),
             "batches_shipped": ("Batches accepted by the collector", rt.shipper.shipped_batches),
             "batches_rejected": ("Batches refused by the collector (4xx)", rt.shipper.rejected_batches),

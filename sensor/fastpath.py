@@ -130,17 +130,24 @@ def _str_headers(pairs: list[tuple[bytes, bytes]]) -> CIMultiDictProxy[str]:
 class FastFront:
     """Shared state of the fast path for one listener: the upstream pool and the aiohttp fallback."""
 
-    def __init__(self, state: Any, fallback: web.Server, loop: asyncio.AbstractEventLoop) -> None:
-        self.state = state  # sensor.proxy._ProxyState (not imported: sensor.proxy imports this module)
+    def __init__(
+        self, state: Any, fallback: web.Server, loop: asyncio.AbstractEventLoop, client: type[_Client] | None = None
+    ) -> None:
+        # sensor.proxy._ProxyState (not imported: sensor.proxy imports this module), or the mirror
+        # listener's state with ``client`` = its own connection class (sensor/fastpath_mirror.py)
+        self.state = state
         self.cfg = state.cfg
         self.fallback = fallback
         self.loop = loop
-        upstream = URL(self.cfg.upstream)
-        self.upstream_host = upstream.host or ""
-        self.upstream_port = upstream.port or 80
-        self.host_header = upstream.host_port_subcomponent.encode("ascii") if upstream.host_port_subcomponent \
-            else self.upstream_host.encode()
-        self.prefix = upstream.raw_path.rstrip("/").encode()
+        self.client_class = client or _Client
+        self.upstream_host, self.upstream_port, self.host_header, self.prefix = "", 80, b"", b""
+        if self.cfg.upstream:  # the mirror listener has none
+            upstream = URL(self.cfg.upstream)
+            self.upstream_host = upstream.host or ""
+            self.upstream_port = upstream.port or 80
+            self.host_header = upstream.host_port_subcomponent.encode("ascii") \
+                if upstream.host_port_subcomponent else self.upstream_host.encode()
+            self.prefix = upstream.raw_path.rstrip("/").encode()
         self.head_limit = HEADER_TOTAL_FACTOR * self.cfg.max_header_bytes
         self.idle: deque[UpstreamConnection] = deque()
         self.upstream_count = 0
@@ -150,7 +157,7 @@ class FastFront:
         self.closing = False
 
     def protocol(self) -> _Client:
-        return _Client(self)
+        return self.client_class(self)
 
     # -- upstream pool ---------------------------------------------------------------------------
     def take_idle(self) -> UpstreamConnection | None:
@@ -927,14 +934,15 @@ class FastSite(web.BaseSite):
     """A listener whose connections start on the fast path (``FastFront``) and fall back to the
     runner's aiohttp server; stopping it lets requests in flight finish (bounded by STOP_GRACE)."""
 
-    __slots__ = ("_host", "_port", "_sock", "_state", "front")
+    __slots__ = ("_client", "_host", "_port", "_sock", "_state", "front")
 
     def __init__(self, runner: web.BaseRunner, state: Any, host: str, port: int,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, *, client: type[_Client] | None = None) -> None:
         super().__init__(runner)
         self._host, self._port, self._sock = host, port, sock
         self.front: FastFront | None = None
         self._state = state
+        self._client = client
 
     @property
     def name(self) -> str:
@@ -945,7 +953,7 @@ class FastSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        self.front = FastFront(self._state, server, loop)
+        self.front = FastFront(self._state, server, loop, self._client)
         if self._sock is not None:
             self._server = await loop.create_server(self.front.protocol, sock=self._sock, backlog=self._backlog)
         else:

@@ -34,6 +34,8 @@ from yarl import URL
 from apiward.logs import get_logger
 from sensor.config import SensorConfig
 from sensor.exchange import Exchange, ExchangeSink
+from sensor.fastpath import FastSite
+from sensor.fastpath_mirror import RECORDS_PATH, MirrorClient, strip_shadow_suffix
 from sensor.http_common import (
     REQUEST_ID_HEADER,
     decode_path,
@@ -45,7 +47,6 @@ from sensor.http_common import (
 
 log = get_logger("sensor.mirror")
 
-RECORDS_PATH = "/apiward/v1/exchanges"
 CHUNK_SIZE = 256 * 1024
 
 
@@ -57,6 +58,25 @@ class MirrorCounters:
     truncated_bodies: int = 0  # bodies longer than inspect_bytes (prefix kept, size reported)
     body_timeouts: int = 0
     analysis_errors: int = 0
+    client_disconnects: int = 0  # senders gone before their request was read (fast path)
+    fast_path_handoffs: int = 0  # connections the fast path handed to the aiohttp app
+
+    # the names the fast path's connection code counts under (sensor/fastpath.py)
+    @property
+    def requests(self) -> int:
+        return self.mirrored_requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:
+        self.mirrored_requests = value
+
+    @property
+    def client_body_timeouts(self) -> int:
+        return self.body_timeouts
+
+    @client_body_timeouts.setter
+    def client_body_timeouts(self, value: int) -> None:
+        self.body_timeouts = value
 
 
 @dataclass(slots=True)
@@ -64,6 +84,7 @@ class _MirrorState:
     cfg: SensorConfig
     sink: ExchangeSink
     counters: MirrorCounters
+    debug: bool = False  # per-request log lines only then
 
 
 MIRROR_STATE_KEY = web.AppKey("apiward_mirror_state", _MirrorState)
@@ -122,7 +143,8 @@ _AT_PATH = re.compile(r" - at `(?P<path>[^`]*)`$")
 
 
 def build_mirror_app(cfg: SensorConfig, sink: ExchangeSink, counters: MirrorCounters | None = None) -> web.Application:
-    state = _MirrorState(cfg=cfg, sink=sink, counters=counters if counters is not None else MirrorCounters())
+    state = _MirrorState(cfg=cfg, sink=sink, counters=counters if counters is not None else MirrorCounters(),
+                         debug=cfg.log_level == "debug")
     # client_max_size bounds request.read(), used by the records endpoint only; mirrored bodies are
     # streamed and bounded by inspect_bytes.
     app = web.Application(client_max_size=cfg.record_max_bytes)
@@ -155,8 +177,11 @@ async def start_mirror(
     await runner.setup()
     site: web.BaseSite
     if sock is not None:
-        site = web.SockSite(runner, sock)
         host, port = sock.getsockname()[:2]
+    if cfg.fast_path:  # plain mirrored requests at the protocol level, the rest through this app
+        site = FastSite(runner, app[MIRROR_STATE_KEY], host, port, sock, client=MirrorClient)
+    elif sock is not None:
+        site = web.SockSite(runner, sock)
     else:
         site = web.TCPSite(runner, host, port)
     try:
@@ -164,7 +189,7 @@ async def start_mirror(
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("mirror_started", listen=f"{host}:{port}")
+    log.info("mirror_started", listen=f"{host}:{port}", fast_path=isinstance(site, FastSite))
     return runner
 
 
@@ -189,20 +214,6 @@ async def _send_now(request: web.Request, resp: web.StreamResponse) -> web.Strea
 
 # ---------------------------------------------------------------------------------------------------
 # mirrored requests
-
-
-def strip_shadow_suffix(host: str) -> str:
-    """``api.example.com-shadow`` / ``api.example.com-shadow:8443`` -> without ``-shadow``.
-
-    Envoy marks shadow copies by appending ``-shadow`` to the authority (recent versions put it
-    before the port, old ones after it); the API's own host is what evidence and routing need.
-    """
-    if host.endswith("-shadow"):
-        return host[: -len("-shadow")]
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and name.endswith("-shadow"):
-        return f"{name[: -len('-shadow')]}:{port}"
-    return host
 
 
 async def _mirrored(request: web.Request) -> web.StreamResponse:

@@ -14,6 +14,7 @@ import pytest
 from yarl import URL
 
 from sensor.config import SensorConfig
+from sensor.exchange import Exchange
 from sensor.mirror import RECORDS_PATH, MirrorCounters, start_mirror, strip_shadow_suffix
 from tests.conftest import free_port
 from tests.sensor.proxy_helpers import RaisingSink, RecordingSink, raw_roundtrip
@@ -21,11 +22,14 @@ from tests.sensor.proxy_helpers import RaisingSink, RecordingSink, raw_roundtrip
 Mirror = tuple[str, RecordingSink, MirrorCounters]  # base URL, sink, counters
 
 
-@pytest.fixture
-async def mirror() -> AsyncIterator[Mirror]:
+@pytest.fixture(params=[True, False], ids=["fast-path", "aiohttp"])
+async def mirror(request: pytest.FixtureRequest) -> AsyncIterator[Mirror]:
+    """The listener as configured by default (protocol-level fast path) and with --no-fast-path: every
+    test of mirrored requests holds for both."""
     sink = RecordingSink()
     counters = MirrorCounters()
-    cfg = SensorConfig(mode="mirror", inspect_bytes=1024, record_max_bytes=64 * 1024, record_max_batch=5)
+    cfg = SensorConfig(mode="mirror", inspect_bytes=1024, record_max_bytes=64 * 1024, record_max_batch=5,
+                       fast_path=request.param)
     port = free_port()
     runner = await start_mirror(cfg, sink, "127.0.0.1", port, counters)
     try:
@@ -95,6 +99,91 @@ async def test_one_answer_per_mirrored_request_on_keepalive(mirror: Mirror) -> N
     assert out.count(b"HTTP/1.1 ") == 3
     assert out.count(b"HTTP/1.1 204 ") == 2 and out.count(b"HTTP/1.1 202 ") == 1
     await sink.wait_for(3)
+
+
+RAW_REQUESTS = [
+    b"GET /orders/17?x=%2F HTTP/1.1\r\nHost: orders.internal-shadow:8080\r\nX-Request-ID: r-1\r\n\r\n",
+    b"POST /mirror HTTP/1.1\r\nHost: api.example.com\r\nX-Original-URI: /api/users/%7E5?expand=1#frag\r\n"
+    b"X-Forwarded-Proto: HTTPS\r\nX-Forwarded-For: 198.51.100.9\r\nContent-Type: application/json\r\n"
+    b"Cookie: session=abc; theme=dark\r\nContent-Length: 16\r\n\r\n{\"card\": \"4111\"}",
+    b"PUT /files/%C3%A9t%C3%A9 HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nX-Request-ID: bad id\r\n"
+    b"Content-Length: 2000\r\n\r\n" + b"z" * 2000,
+    b"DELETE /a HTTP/1.1\r\nHost: h\r\nX-Test: caf\xc3\xa9 \xff\r\nConnection: close\r\n\r\n",
+]
+
+
+FOLLOW_UP = b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+
+
+def _comparable(ex: Exchange) -> dict[str, object]:
+    fields = {f: getattr(ex, f) for f in ("method", "path", "query_string", "peer_ip", "listener_scheme",
+                                          "http_version", "request_body", "request_body_size", "status", "source",
+                                          "upstream_error", "client_ip_hint")}
+    fields["request_headers"] = list(ex.request_headers.items())
+    fields["request_id"] = ex.request_id if ex.request_id.startswith("r-") else "generated"
+    return fields
+
+
+async def test_fast_path_builds_the_exchange_the_aiohttp_path_builds() -> None:
+    """The same raw requests to a listener with and without the fast path: equal exchanges (ids
+    aside when generated), equal answers, and the fast one handed nothing to aiohttp."""
+    seen: dict[bool, tuple[list[Exchange], list[bytes], MirrorCounters]] = {}
+    for fast in (True, False):
+        sink, counters, port = RecordingSink(), MirrorCounters(), free_port()
+        cfg = SensorConfig(mode="mirror", inspect_bytes=1024, fast_path=fast)
+        runner = await start_mirror(cfg, sink, "127.0.0.1", port, counters)
+        try:
+            # each on its own connection, kept alive for one more request unless it closes itself
+            answers = [await raw_roundtrip(port, raw if b"Connection: close" in raw else raw + FOLLOW_UP)
+                       for raw in RAW_REQUESTS]
+            exchanges = await sink.wait_for(len(RAW_REQUESTS) + 3)
+        finally:
+            await runner.cleanup()
+        seen[fast] = (exchanges, answers, counters)
+    (fast_ex, fast_out, fast_counters), (slow_ex, slow_out, slow_counters) = seen[True], seen[False]
+    assert [_comparable(e) for e in fast_ex] == [_comparable(e) for e in slow_ex]
+    assert fast_ex[4].request_body == b"z" * 1024 and fast_ex[4].request_body_size == 2000  # the prefix kept
+
+    def status_lines(out: bytes) -> list[bytes]:
+        return [line for line in out.split(b"\r\n") if line.startswith(b"HTTP/")]
+
+    assert [status_lines(o) for o in fast_out] == [status_lines(o) for o in slow_out]
+    assert all(b"X-Request-ID: " in o for o in fast_out)
+    assert b"HTTP/1.0 204 " in fast_out[2] and b"Connection: keep-alive" in fast_out[2]  # kept alive as asked
+    assert fast_out[3].count(b"HTTP/1.1 204 ") == 1 and b"Connection: close" in fast_out[3]
+    assert fast_counters.fast_path_handoffs == 0 and slow_counters.fast_path_handoffs == 0
+    assert fast_counters.mirrored_requests == slow_counters.mirrored_requests == len(RAW_REQUESTS) + 3
+    assert fast_counters.truncated_bodies == slow_counters.truncated_bodies == 1
+
+
+async def test_unusual_mirrored_requests_and_records_go_to_the_aiohttp_app(client: aiohttp.ClientSession) -> None:
+    sink, counters, port = RecordingSink(), MirrorCounters(), free_port()
+    runner = await start_mirror(SensorConfig(mode="mirror"), sink, "127.0.0.1", port, counters)
+    try:
+        chunked = b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" \
+                  b"3\r\nabc\r\n0\r\n\r\n"
+        out = await raw_roundtrip(port, chunked)
+        assert out.startswith(b"HTTP/1.1 204 ")
+        status, _, _ = await post_records(client, f"http://127.0.0.1:{port}", record())
+        assert status == 202
+        exchanges = await sink.wait_for(2)
+    finally:
+        await runner.cleanup()
+    assert exchanges[0].request_body == b"abc" and exchanges[1].status == 201
+    assert counters.fast_path_handoffs == 2 and counters.records_accepted == 1
+
+
+async def test_sender_gone_mid_body_is_still_analysed(mirror: Mirror) -> None:
+    base, sink, _ = mirror
+    port = int(base.rsplit(":", 1)[1])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /partial HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789")
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    (ex,) = await sink.wait_for(1)
+    assert ex.path == "/partial" and ex.request_body == b"0123456789"
+    assert ex.upstream_error == "client_disconnect" and ex.status == 0
 
 
 def test_strip_shadow_suffix() -> None:
