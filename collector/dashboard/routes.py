@@ -122,8 +122,11 @@ def _redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _session(request: web.Request) -> Session | None:
-    return request.app[SESSIONS].get(request.cookies.get(COOKIE))
+async def _session(request: web.Request) -> Session | None:
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None  # no database read for anonymous requests
+    return await request.app[SESSIONS].get(store_of(request.app), cookie)
 
 
 def page(handler: PageHandler) -> PageHandler:
@@ -131,7 +134,7 @@ def page(handler: PageHandler) -> PageHandler:
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        session = _session(request)
+        session = await _session(request)
         if session is None:
             return _redirect(_url("/login", {}, next=request.path_qs))
         request[SESSION] = session
@@ -163,7 +166,7 @@ def _choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> st
 
 async def login_form(request: web.Request) -> web.StreamResponse:
     nxt = _safe_next(request.query.get("next"))
-    if _session(request) is not None:
+    if await _session(request) is not None:
         return _redirect(nxt)
     return render(request, "login.html", next=nxt, error=None)
 
@@ -184,7 +187,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                       error="This token is for sensors (ingest role); log in with a read or admin token.")
     admin = caller.role is None or caller.role.grants(Role.ADMIN)
     sessions = request.app[SESSIONS]
-    session_id, _ = sessions.create(caller.name, admin)
+    session_id, _ = await sessions.create(store_of(request.app), caller.name, admin)
     log.info("dashboard_login", who=caller.name, admin=admin)
     response = _redirect(nxt)
     response.set_cookie(
@@ -195,12 +198,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
+    session = await _session(request)
     form = await _form(request)
     if session is not None:
         if not session.csrf_ok(str(form.get("csrf") or "")):
             return _error(request, 403, "The form expired; reload the page and try again.")
-        request.app[SESSIONS].drop(request.cookies.get(COOKIE))
+        await request.app[SESSIONS].drop(store_of(request.app), request.cookies.get(COOKIE))
     response = _redirect("/login")
     response.del_cookie(COOKIE, path="/")
     return response
@@ -298,7 +301,7 @@ async def alerts(request: web.Request) -> web.StreamResponse:
 
 async def alert_status(request: web.Request) -> web.StreamResponse:
     """Resolve / dismiss / reopen: admin sessions only, with the session's CSRF token."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _error(request, 403, "Log in first.")
     request[SESSION] = session

@@ -62,12 +62,17 @@ def _v5_fleet(conn: sa.Connection) -> None:
     _create(conn, schema.V5_TABLES)
 
 
+def _v6_sessions(conn: sa.Connection) -> None:
+    _create(conn, schema.V6_TABLES)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _v1_initial),
     (2, "specs, endpoint_spec, findings, endpoint_hourly", _v2_posture),
     (3, "alert grouping index, alert_history, outbox, recommendation_state", _v3_alert_export),
     (4, "endpoint_jwt (token facts)", _v4_token_facts),
     (5, "fleet view: endpoint_windows.status_classes, param_sketches, fleet_marks", _v5_fleet),
+    (6, "dashboard_sessions (shared by collector replicas)", _v6_sessions),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

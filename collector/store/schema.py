@@ -411,3 +411,20 @@ fleet_marks = sa.Table(
 )
 
 V5_TABLES = ("param_sketches", "fleet_marks")
+
+# Dashboard sessions, in the database so that every collector replica knows every login (a load
+# balancer needs no sticky sessions). Keyed by the SHA-256 of the cookie value: the table holds no
+# usable cookie. Times are epoch seconds (wall clock: the replicas share them).
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("id_digest", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Index("ix_dashboard_sessions_last_seen", "last_seen"),
+)
+
+V6_TABLES = ("dashboard_sessions",)

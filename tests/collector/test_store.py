@@ -32,6 +32,26 @@ async def test_migrations_record_version_and_reopen(store: Store, db_url: str) -
         await again.close()
 
 
+async def test_a_version_5_database_gains_the_sessions_table_and_keeps_its_data(db_url: str) -> None:
+    old = await Store.open(db_url)
+    try:
+        assert await old.apply_batch(batch([summary(requests=3)]))
+        async with old.engine.begin() as conn:  # what a version-5 collector left behind
+            await conn.run_sync(t.dashboard_sessions.drop)
+            await conn.execute(t.schema_version.delete().where(t.schema_version.c.version == 6))
+    finally:
+        await old.close()
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.connect() as conn:
+            assert await current_version(conn) == LATEST_VERSION >= 6
+            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+            assert "dashboard_sessions" in tables
+        assert await _totals(store) == {"GET /users/{id}": 3}
+    finally:
+        await store.close()
+
+
 async def test_same_batch_twice_is_counted_once(store: Store) -> None:
     b = batch([summary(requests=7)], [alert(count=2)])
     assert await store.apply_batch(b) is True

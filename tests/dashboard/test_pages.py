@@ -49,38 +49,89 @@ async def _seed(store: Store) -> None:
 # --- sessions ------------------------------------------------------------------------------------
 
 
-def test_sessions_are_bounded_and_expire() -> None:
-    now = [0.0]
-    sessions = SessionStore(max_sessions=2, idle_seconds=10, absolute_seconds=25, clock=lambda: now[0])
-    a, _ = sessions.create("a", admin=False)
-    b, _ = sessions.create("b", admin=True)
-    assert sessions.get(a) is not None  # a is now the most recently used
-    c, _ = sessions.create("c", admin=False)
-    assert len(sessions) == 2 and sessions.get(b) is None  # the least recently used went
-    now[0] = 9
-    assert sessions.get(a) is not None
-    now[0] = 20
-    assert sessions.get(c) is None  # created at 0, idle for 20 s
-    assert sessions.get(a) is None  # last seen at 9: idle for 11 s
+async def test_sessions_are_bounded_and_expire(store: Store) -> None:
+    now = [1000.0]
+    sessions = SessionStore(max_sessions=2, idle_seconds=10, absolute_seconds=25, touch_seconds=0,
+                            clock=lambda: now[0])
+    a, _ = await sessions.create(store, "a", admin=False)
+    now[0] += 0.1
+    b, _ = await sessions.create(store, "b", admin=True)
+    now[0] += 0.1
+    assert await sessions.get(store, a) is not None  # a is now the most recently used
+    now[0] += 0.1
+    c, _ = await sessions.create(store, "c", admin=False)
+    assert await sessions.count(store) == 2 and await sessions.get(store, b) is None  # least recently used went
+    now[0] = 1009
+    assert await sessions.get(store, a) is not None
+    now[0] = 1020
+    assert await sessions.get(store, c) is None  # created at ~1000, idle for 20 s
+    assert await sessions.get(store, a) is None  # last seen at 1009: idle for 11 s
+    assert await sessions.count(store) == 0  # expired sessions are deleted, not only refused
 
 
-def test_idle_and_absolute_expiry() -> None:
-    now = [0.0]
-    sessions = SessionStore(idle_seconds=10, absolute_seconds=25, clock=lambda: now[0])
-    sid, session = sessions.create("a", admin=False)
-    for t in (8, 16, 24):
+async def test_idle_and_absolute_expiry(store: Store) -> None:
+    now = [1000.0]
+    sessions = SessionStore(idle_seconds=10, absolute_seconds=25, touch_seconds=2, clock=lambda: now[0])
+    sid, session = await sessions.create(store, "a", admin=True)
+    for t in (1008, 1016, 1024):
         now[0] = t
-        assert sessions.get(sid) is session  # kept alive by use
-    now[0] = 26
-    assert sessions.get(sid) is None  # absolute lifetime over, however active
-    sid, _ = sessions.create("b", admin=False)
-    now[0] = 37
-    assert sessions.get(sid) is None  # idle for 11 s
-    assert sessions.get("") is None and sessions.get("x" * 500) is None
-    sid, session = sessions.create("c", admin=False)
+        got = await sessions.get(store, sid)  # kept alive by use
+        assert got is not None and (got.name, got.admin, got.csrf) == ("a", True, session.csrf)
+    now[0] = 1026
+    assert await sessions.get(store, sid) is None  # absolute lifetime over, however active
+    assert await sessions.get(store, "x" * 200) is None and await sessions.get(store, None) is None
+    sid, _ = await sessions.create(store, "b", admin=False)
+    now[0] = 1037
+    assert await sessions.get(store, sid) is None  # idle for 11 s
+    assert await sessions.get(store, "") is None and await sessions.get(store, "x" * 500) is None
+    sid, session = await sessions.create(store, "c", admin=False)
     assert session.csrf_ok(session.csrf) and not session.csrf_ok("") and not session.csrf_ok("nope")
-    sessions.drop(sid)
-    assert sessions.get(sid) is None
+    await sessions.drop(store, sid)
+    assert await sessions.get(store, sid) is None
+
+
+async def test_a_login_holds_on_every_replica_and_survives_a_restart(db_url: str, settings: Any,
+                                                                     aiohttp_client: Any) -> None:
+    """Two collectors on one database (replicas behind a load balancer without sticky sessions): the
+    session cookie from a login on one is accepted by the other, and by a collector started after
+    both stopped; logging out on one ends it on all."""
+    from collector.app import create_app
+
+    stores = [await Store.open(db_url), await Store.open(db_url)]
+    try:
+        one, two = [await aiohttp_client(create_app(settings, s)) for s in stores]
+        csrf = await _login(one, READ_TOKEN)
+        cookie = one.session.cookie_jar.filter_cookies(one.make_url("/"))["apiward_session"].value
+        two.session.cookie_jar.update_cookies({"apiward_session": cookie})
+        resp = await two.get("/alerts", allow_redirects=False)
+        assert resp.status == 200 and CSRF.search(await resp.text()).group(1) == csrf  # type: ignore[union-attr]
+        raw = b"".join(str(row).encode() for row in await _all_sessions(stores[0]))
+        assert cookie.encode() not in raw  # the table holds digests, no usable cookie
+        await one.close()
+        await two.close()
+        for s in stores:
+            await s.close()
+        stores = [await Store.open(db_url)]
+        three = await aiohttp_client(create_app(settings, stores[0]))
+        three.session.cookie_jar.update_cookies({"apiward_session": cookie})
+        assert (await three.get("/alerts", allow_redirects=False)).status == 200  # a restart logs nobody out
+        resp = await three.post("/logout", data={"csrf": csrf}, allow_redirects=False)
+        assert resp.status == 303
+        three.session.cookie_jar.update_cookies({"apiward_session": cookie})
+        resp = await three.get("/alerts", allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"].startswith("/login")
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def _all_sessions(store: Store) -> list[Any]:
+    import sqlalchemy as sa
+
+    from collector.store import schema as t
+
+    async with store.engine.connect() as conn:
+        return list((await conn.execute(sa.select(t.dashboard_sessions))).all())
 
 
 # --- login, roles, CSRF, headers -----------------------------------------------------------------
