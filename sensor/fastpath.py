@@ -851,6 +851,8 @@ class _Client(asyncio.Protocol):
         out += (b"Date: ", _http_date(), b"\r\n")
         if close:
             out.append(b"Connection: close\r\n")
+        elif self.version == "1.0":
+            out.append(b"Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
         out += (b"\r\n", body)
         self.started = True
         if self.transport is not None and not self.gone:

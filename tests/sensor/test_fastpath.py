@@ -18,6 +18,7 @@ from aiohttp import web
 
 from sensor.config import SensorConfig
 from sensor.exchange import Exchange
+from tests.conftest import free_port
 from tests.sensor.proxy_helpers import RawUpstream, RecordingSink, Upstream, raw_roundtrip, running_proxy
 
 
@@ -206,6 +207,17 @@ async def test_http10_keep_alive_and_interim_response_pass() -> None:
     # the upstream saw HTTP/1.1 with the proxy's own framing and forwarding headers, not the hop's
     assert all(r.head.startswith(b"GET /") and b" HTTP/1.1\r\n" in r.head for r in raw.requests)
     assert all(b"X-Forwarded-For: 127.0.0.1" in r.head and b"Connection:" not in r.head for r in raw.requests)
+
+
+async def test_sensor_made_answer_keeps_an_http10_keep_alive_connection() -> None:
+    """A 502 the sensor makes (upstream refused) tells an HTTP/1.0 keep-alive client the connection
+    stays open, and the next request on it is answered too."""
+    sink = RecordingSink()
+    async with running_proxy(cfg_for(f"http://127.0.0.1:{free_port()}"), sink) as (port, _counters):
+        out = await raw_roundtrip(port, b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+        await sink.wait_for(2)
+    first, second = out.split(b"HTTP/1.0 502 Bad Gateway\r\n")[1:]
+    assert b"Connection: keep-alive" in first and b"Connection: close" in second
 
 
 async def test_no_fast_path_option_serves_everything_through_aiohttp(upstream: Upstream) -> None:
