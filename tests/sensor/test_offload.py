@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,39 @@ async def test_a_bad_frame_is_counted_and_the_channel_goes_on() -> None:
     finally:
         transport.close()
         theirs.close()
+
+
+async def test_tls_listener_with_client_certificates_in_the_proxy_process(tmp_path: Path, pki: Path) -> None:
+    """The proxy process serves the TLS listener: the client certificate's subject reaches the
+    analysis process and counts as mTLS evidence; a request without one is served too."""
+    backend, upstream = await start_backend()
+    runtime = SensorRuntime(config(upstream, tmp_path, tls_cert=str(pki / "server.pem"),
+                                   tls_key=str(pki / "server.key"), tls_client_ca=str(pki / "ca.pem")))
+    await runtime.start()
+    seen: list[Exchange] = []
+    submit = runtime.pipeline.submit
+
+    def spying_submit(ex: Exchange) -> None:
+        seen.append(ex)
+        submit(ex)
+
+    runtime.pipeline.submit = spying_submit  # type: ignore[method-assign]
+    with_cert = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    with_cert.load_cert_chain(str(pki / "client.pem"), str(pki / "client.key"))
+    without_cert = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    try:
+        assert runtime.proxy_process is not None
+        async with aiohttp.ClientSession() as session:
+            for context in (with_cert, without_cert):
+                async with session.get(f"https://127.0.0.1:{runtime.listen_port}/items/1", ssl=context) as resp:
+                    assert resp.status == 200
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await runtime.stop()
+        await backend.cleanup()
+    first, second = seen
+    assert first.peer_cert_subject == "CN=client,O=Acme" and first.listener_scheme == "https"
+    assert second.peer_cert_subject is None
+    assert runtime.pipeline.analyse(first)[0].auth.schemes == ("mtls",)
