@@ -17,7 +17,6 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import json
 import os
 import socket
 import sys
@@ -30,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+import msgspec
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -211,11 +211,12 @@ def har_entry_exchange(entry: Any, inspect_bytes: int) -> Exchange:
 def read_har(path: Path) -> list[Any]:
     """The entries of a HAR file (the whole document is JSON, so it is loaded at once)."""
     try:
-        with path.open("rb") as fh:
-            doc = json.load(fh)
+        data = path.read_bytes()
     except OSError as exc:
         raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    try:
+        doc = msgspec.json.decode(data)  # several times faster than the stdlib on large HAR files
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8
         raise ReplayError(f"{path} is not a HAR file: not valid JSON ({exc})") from exc
     entries = doc.get("log", {}).get("entries") if isinstance(doc, dict) else None
     if not isinstance(entries, list):

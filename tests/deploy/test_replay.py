@@ -249,6 +249,10 @@ async def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text('{"not": "a har"}')
     code, _, err = await run_cli("replay", str(bad), "--state-dir", str(tmp_path / "s"))
     assert code == 1 and err.strip().count("\n") == 0 and "no log.entries" in err
+    for broken in (b'{"log": {"entries": [', b'{"log": "\xff\xfe"}'):  # cut short; invalid UTF-8
+        bad.write_bytes(broken)
+        code, _, err = await run_cli("replay", str(bad), "--state-dir", str(tmp_path / "s"))
+        assert code == 1 and err.strip().count("\n") == 0 and "not valid JSON" in err, err
     # the sensor's own flags are untouched by the replay subcommand
     code, out, _ = await run_cli("--version")
     assert code == 0 and out.startswith("apiward-sensor ")
