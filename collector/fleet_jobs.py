@@ -7,9 +7,10 @@ What it reads (look-backs in units of the behaviour policy's windows, ``policies
 
 - population: every sensor's summary windows (``endpoint_windows.status_classes``) of the last
   ``POPULATION_WINDOWS`` rate buckets (120 x ``rate.bucket_seconds`` = 2 h by default), for the
-  endpoints that had a window in the last ``RECENT_POPULATION_WINDOWS`` buckets. The sensors' summary
-  window (``--window``) should equal ``rate.bucket_seconds`` (both 60 s by default): thresholds are
-  per window.
+  endpoints that had a window in the last ``RECENT_POPULATION_WINDOWS`` buckets. Thresholds are per
+  bucket: each sensor's windows are added up into buckets (``--window`` equal to the bucket, 60 s
+  both by default, or a divisor of it); wider windows cannot be split and are left out, counted and
+  logged (``fleet_windows_too_wide``).
 - distributed enumeration: every sensor's parameter sketches (``param_sketches``) of the last
   ``DISTINCT_WINDOWS`` distinct windows (24 x ``distinct.window_seconds`` = 8 h by default; the
   baseline is an EWMA of weight 0.3, which has forgotten anything older: 0.7^24 < 0.02 %), for the
@@ -101,12 +102,14 @@ class FleetRun:
     population_findings: int = 0
     enumeration_findings: int = 0
     raised: int = 0  # alerts this run raised (findings already marked are not raised again)
+    windows_too_wide: int = 0  # sensor windows wider than rate.bucket_seconds: left out of the population
 
     def as_dict(self) -> dict[str, int]:
         return {
             "population_findings": self.population_findings,
             "enumeration_findings": self.enumeration_findings,
             "raised": self.raised,
+            "windows_too_wide": self.windows_too_wide,
         }
 
 
@@ -174,7 +177,9 @@ async def run_once(store: Store, config: FleetConfig, now: datetime | None = Non
     recent = now - timedelta(seconds=RECENT_POPULATION_WINDOWS * bucket)
     since = now - timedelta(seconds=POPULATION_WINDOWS * bucket)
     for chunk in _chunks(await fs.active_endpoints(store, t.endpoint_windows, recent), _POPULATION_CHUNK):
-        for finding in population_spikes(await fs.window_rows(store, chunk, since), params):
+        windows, too_wide = await fs.window_rows(store, chunk, since, bucket)
+        run.windows_too_wide += too_wide
+        for finding in population_spikes(windows, params):
             if finding.window_start < recent.timestamp():
                 continue
             run.population_findings += 1
@@ -214,6 +219,7 @@ def fleet_context(get_store: StoreGetter, interval: float, config: FleetConfig) 
 async def _loop(get_store: StoreGetter, interval: float, config: FleetConfig) -> None:
     if interval <= 0:
         return
+    warned_wide = False
     while True:
         await asyncio.sleep(interval)
         store = get_store()
@@ -226,6 +232,11 @@ async def _loop(get_store: StoreGetter, interval: float, config: FleetConfig) ->
             continue
         if run.raised:
             log.info("fleet_view", **run.as_dict())
+        if run.windows_too_wide and not warned_wide:
+            warned_wide = True  # once per process: the sensors' --window is a deployment setting
+            log.warning("fleet_windows_too_wide", windows=run.windows_too_wide, bucket_seconds=config.bucket_seconds,
+                        detail="sensor summary windows wider than rate.bucket_seconds are left out of the fleet "
+                               "population view; set the sensors' --window to the bucket or a divisor of it")
 
 
 __all__ = ["DISTINCT_WINDOWS", "POPULATION_WINDOWS", "FleetConfig", "FleetRun", "fleet_context", "fleet_event",

@@ -112,20 +112,35 @@ async def active_endpoints(store: Store, table: sa.Table, since: datetime) -> li
         return sorted(r[0] for r in await conn.execute(query))
 
 
-async def window_rows(store: Store, endpoint_ids: Sequence[str], since: datetime) -> list[WindowRow]:
-    """Every sensor's windows of these endpoints since ``since`` that carry status classes."""
+async def window_rows(
+    store: Store, endpoint_ids: Sequence[str], since: datetime, bucket: float
+) -> tuple[list[WindowRow], int]:
+    """Every sensor's windows of these endpoints since ``since`` that carry status classes, as one row
+    per (endpoint, sensor, ``bucket``-wide epoch-aligned bucket): a sensor whose summary window
+    (``--window``) is shorter than the bucket has its windows added up, so sensors with different
+    windows still make one series per endpoint. Windows wider than the bucket cannot be split: they are
+    left out and counted (the second value)."""
     w, e = t.endpoint_windows.c, t.endpoints.c
     query = (
-        sa.select(e.api, e.method, e.path, w.window_start, w.status_classes)
+        sa.select(e.api, e.method, e.path, w.sensor_id, w.window_start, w.window_end, w.status_classes)
         .join(t.endpoints, e.id == w.endpoint_id)
         .where(w.endpoint_id.in_(endpoint_ids), w.window_start >= since, w.status_classes.is_not(None))
     )
-    out: list[WindowRow] = []
+    merged: dict[tuple[tuple[str, str, str], str, float], dict[str, int]] = {}
+    too_wide = 0
     async with store.engine.connect() as conn:
         for r in await conn.execute(query):
-            if isinstance(r.status_classes, dict) and r.status_classes:
-                out.append(((r.api, r.method, r.path), r.window_start.timestamp(), r.status_classes))
-    return out
+            if not isinstance(r.status_classes, dict) or not r.status_classes:
+                continue
+            start = r.window_start.timestamp()
+            if r.window_end.timestamp() - start > bucket + 1e-6:
+                too_wide += 1
+                continue
+            key = ((r.api, r.method, r.path), r.sensor_id, start - start % bucket)
+            acc = merged.setdefault(key, {})
+            for status_class, n in r.status_classes.items():
+                acc[status_class] = acc.get(status_class, 0) + int(n)
+    return [(endpoint, start, classes) for (endpoint, _, start), classes in merged.items()], too_wide
 
 
 async def sketch_rows(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
@@ -91,6 +92,43 @@ async def test_a_spike_split_over_three_replicas_becomes_one_fleet_alert(store: 
     assert (await run_once(store, CONFIG)).raised == 0
     (again,) = await _alerts(store, "API_PopulationSpikeInAPITraffic")
     assert again.count == 1 and len(await _marks(store)) == 1
+
+
+def _windowed(total: dict[str, int], end: datetime, width: float) -> Any:
+    """One sensor window of ``width`` seconds ending at ``end`` (the factory's are 60 s)."""
+    s = summary(requests=sum(total.values()), at=end, status_classes=total)
+    start = end - timedelta(seconds=width)
+    return msgspec.structs.replace(s, window_start=start, first_seen=start)
+
+
+async def test_sensors_with_shorter_windows_add_up_into_the_policy_bucket(store: Store) -> None:
+    """One replica ships 60 s windows, another 30 s windows (``--window 30``): the job adds the short
+    ones up per bucket, so the fleet series is the same as with equal windows; the spike fires once,
+    with both replicas counted once each."""
+    end = _aligned(BUCKET)
+    long_windows, short_windows = [], []
+    for i, total in enumerate(_series(270)):
+        at = end - timedelta(seconds=(len(_series(270)) - 1 - i) * BUCKET)
+        a, b = split_evenly(total, 2)
+        long_windows.append(_windowed(a, at, BUCKET))
+        first, second = split_evenly(b, 2)  # the 30 s replica's two halves of the same minute
+        short_windows += [_windowed(first, at - timedelta(seconds=BUCKET / 2), BUCKET / 2),
+                          _windowed(second, at, BUCKET / 2)]
+    assert await store.apply_batch(batch(long_windows, sensor_id="replica-60s"))
+    assert await store.apply_batch(batch(short_windows, sensor_id="replica-30s"))
+    run = await run_once(store, CONFIG)
+    assert (run.population_findings, run.raised, run.windows_too_wide) == (1, 1, 0)
+    (alert,) = await _alerts(store, "API_PopulationSpikeInAPITraffic")
+    assert alert.evidence["observed"] == 270 and alert.evidence["sensors"] == 2
+    assert 55 < alert.evidence["baseline"] < 65  # the short windows did not halve the baseline
+
+
+async def test_windows_wider_than_the_bucket_are_left_out_and_counted(store: Store) -> None:
+    end = _aligned(2 * BUCKET)
+    wide = [_windowed({"2xx": 500}, end - timedelta(seconds=2 * BUCKET * i), 2 * BUCKET) for i in range(5)]
+    assert await store.apply_batch(batch(wide, sensor_id="replica-120s"))
+    run = await run_once(store, CONFIG)
+    assert (run.population_findings, run.windows_too_wide) == (0, 5)
 
 
 async def test_flat_traffic_from_three_replicas_raises_nothing(store: Store) -> None:
