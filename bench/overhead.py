@@ -338,14 +338,14 @@ def main(argv: list[str] | None = None) -> int:
             [py, "-m", "bench.baseline_proxy", str(ports["baseline"]), backend], ports["baseline"]), ports["baseline"]))
         # One process (--no-analysis-process); the default on a host with two CPUs or more is the
         # --analysis-process row below.
-        targets.append(("sensor (detect)", lambda: procs.spawn(
+        targets.append(("sensor (detect, one process)", lambda: procs.spawn(
             sensor_cmd(ports["sensor"], "--no-analysis-process"), ports["sensor"]), ports["sensor"]))
-        targets.append(("sensor (enforce)", lambda: procs.spawn(
+        targets.append(("sensor (enforce, one process)", lambda: procs.spawn(
             sensor_cmd(ports["enforce"], "--enforce", "--no-analysis-process"), ports["enforce"]), ports["enforce"]))
-        targets.append(("sensor (enforce, --analysis-process)", lambda: procs.spawn(
+        targets.append(("sensor (enforce, --analysis-process: the default on 2+ CPUs)", lambda: procs.spawn(
             sensor_cmd(ports["enforce_split"], "--enforce", "--analysis-process"), ports["enforce_split"]),
             ports["enforce_split"]))
-        targets.append(("sensor (detect, --analysis-process)", lambda: procs.spawn(
+        targets.append(("sensor (detect, --analysis-process: the default on 2+ CPUs)", lambda: procs.spawn(
             sensor_cmd(ports["split"], "--analysis-process", "--admin-listen", f"127.0.0.1:{ports['split_admin']}"),
             ports["split"]), ports["split"]))
         backend_pid = procs.procs[0].pid
@@ -354,16 +354,16 @@ def main(argv: list[str] | None = None) -> int:
             pid = proc.pid if proc is not None else backend_pid
             results[name] = measure(f"http://127.0.0.1:{port}", pid, s, c)
             results[name]["rss_mib"] = rss_mib(pid)
-            if name == "sensor (detect)":
+            if name == "sensor (detect, one process)":
                 before = rss_mib(pid)
                 card = wrk(f"http://127.0.0.1:{port}", c, max(s, 10.0), "wrk_cardinality.lua")
                 extra["cardinality"] = {"requests": card["requests"], "rss_before_mib": before,
                                         "rss_after_mib": rss_mib(pid), "rps": card["rps"]}
-            if name == "sensor (detect, --analysis-process)":
+            if name == "sensor (detect, --analysis-process: the default on 2+ CPUs)":
                 # Its proxy answers before the analysis process has looked: count what was analysed
                 # (after the backlog drains) and what was dropped, so req/s is not read alone.
                 extra["inline_split"] = analysed_share(f"http://127.0.0.1:{ports['split_admin']}/metrics")
-            if proc is not None and name not in ("sensor (detect)",):
+            if proc is not None and name not in ("sensor (detect, one process)",):
                 procs.stop(proc)
             print(f"measured {name}", file=sys.stderr)
 
@@ -430,19 +430,19 @@ def render(r: dict[str, Any]) -> str:
             f"{int(m['cN']['non_2xx'] + m['c1']['non_2xx'])} |"
         )
     lines.append("")
-    det = t.get("sensor (detect)")
+    det = t.get("sensor (detect, one process)")
     mitm = t.get("mitmproxy (reverse)")
     if det:
-        lines.append(f"- added median latency at one connection, sensor (detect) over direct: "
+        lines.append(f"- added median latency at one connection, sensor (detect, one process) over direct: "
                      f"{det['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms (goal <= 0.6), p99: "
                      f"{det['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms (goal <= 2)")
         if base:
             ratio = det["cN"]["rps"] / base["cN"]["rps"]
-            lines.append(f"- sensor (detect) / baseline req/s: {ratio:.2f} (goal >= 0.75)")
+            lines.append(f"- sensor (detect, one process) / baseline req/s: {ratio:.2f} (goal >= 0.75)")
         if mitm:
             ratio = det["cN"]["rps"] / mitm["cN"]["rps"]
-            lines.append(f"- sensor (detect) / mitmproxy req/s: {ratio:.2f} (goal >= 6)")
-    split = t.get("sensor (detect, --analysis-process)")
+            lines.append(f"- sensor (detect, one process) / mitmproxy req/s: {ratio:.2f} (goal >= 6)")
+    split = t.get("sensor (detect, --analysis-process: the default on 2+ CPUs)")
     if split:
         lines.append(f"- with --analysis-process (CPU = both processes): added p50 at one connection "
                      f"{split['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, p99 "

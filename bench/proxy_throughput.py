@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         targets = {
             "direct": f"http://127.0.0.1:{ports['backend']}",
             "baseline proxy": f"http://127.0.0.1:{ports['baseline']}",
-            "sensor (detect)": f"http://127.0.0.1:{ports['sensor']}",
-            "sensor (detect, --analysis-process)": f"http://127.0.0.1:{ports['split']}",
+            "sensor (detect, one process)": f"http://127.0.0.1:{ports['sensor']}",
+            "sensor (detect, --analysis-process: the default on 2+ CPUs)": f"http://127.0.0.1:{ports['split']}",
         }
         # the process (tree) whose CPU a target's requests cost (the backend for direct)
         target_pid = dict(zip(targets, (procs[0].pid, procs[1].pid, procs[3].pid, procs[4].pid), strict=True))
