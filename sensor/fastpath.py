@@ -895,8 +895,12 @@ class _Client(asyncio.Protocol):
             self.state.counters.analysis_errors += 1
             log.warning("exchange_submit_failed", error=type(exc).__name__)
             return
-        if self.state.debug:  # the same per-request line as the aiohttp path
-            log_request_proxied(log, exchange)
+        if self.state.debug:
+            self.log_exchange(exchange)
+
+    def log_exchange(self, exchange: Exchange) -> None:
+        """The per-request debug line (the same as the aiohttp path's)."""
+        log_request_proxied(log, exchange)
 
     def exchange(self, req: _Request) -> Exchange:
         url = req.url.decode("utf-8", "surrogateescape").partition("#")[0]

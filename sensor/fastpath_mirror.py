@@ -73,50 +73,58 @@ class MirrorClient(_Client):
             )))  # fmt: skip
         self.finish()
 
-    def submit(self) -> None:
-        req = self.req
-        assert req is not None
-        try:
-            exchange = self.exchange(req)
-            self.state.sink.submit(exchange)
-        except Exception as exc:  # the type only: a message can quote request data
-            self.state.counters.analysis_errors += 1
-            log.warning("exchange_submit_failed", request_id=self.rid, error=type(exc).__name__)
-            return
-        if self.state.debug:
-            log.debug("request_mirrored", request_id=exchange.request_id, method=exchange.method,
-                      path=exchange.path, bytes=exchange.request_body_size)  # fmt: skip
+    def log_exchange(self, exchange: Exchange) -> None:
+        log_request_mirrored(exchange)
 
     def exchange(self, req: _Request) -> Exchange:
-        """What ``sensor.mirror._mirrored`` builds from the same request."""
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in req.headers:
             headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-        target = headers.get("X-Original-URI") or req.url.decode("utf-8", "surrogateescape")
-        raw_path, raw_query = split_target(target)
-        host = headers.get("Host")
-        if host:
-            fixed = strip_shadow_suffix(host)
-            if fixed != host:
-                headers["Host"] = fixed
-        forwarded_proto = headers.get("X-Forwarded-Proto", "").strip().lower()
-        return Exchange(
-            request_id=self.rid or sane_request_id(None),
-            method=req.method,
-            path=decode_path(raw_path),
-            query_string=raw_query,
-            request_headers=CIMultiDictProxy(headers),
-            peer_ip=self.peer,
-            listener_scheme=forwarded_proto if forwarded_proto in ("http", "https") else "http",
-            http_version=self.version,
-            request_body=self.request_body[: self.front.cfg.inspect_bytes],
-            request_body_size=len(self.request_body),
-            status=0,
-            started_at=self.started_at,
-            duration_ms=(time.perf_counter() - self.t0) * 1000.0,
-            source="mirror",
-            upstream_error=self.error,
-        )
+        return mirrored_exchange(
+            rid=self.rid or sane_request_id(None), method=req.method,
+            target=req.url.decode("utf-8", "surrogateescape"), headers=headers, peer=self.peer,
+            listener_scheme="http", http_version=self.version,
+            body=self.request_body[: self.front.cfg.inspect_bytes], size=len(self.request_body),
+            started_at=self.started_at, duration_ms=(time.perf_counter() - self.t0) * 1000.0, error=self.error,
+        )  # fmt: skip
+
+
+def mirrored_exchange(
+    *, rid: str, method: str, target: str, headers: CIMultiDict[str], peer: str, listener_scheme: str,
+    http_version: str, body: bytes, size: int, started_at: float, duration_ms: float, error: str | None,
+) -> Exchange:  # fmt: skip
+    """The exchange of one mirrored request (both paths build it here): the original target from
+    nginx's ``X-Original-URI`` when present, Envoy's ``-shadow`` host suffix removed, the scheme the
+    gateway's ``X-Forwarded-Proto`` names (the sender is the gateway), no response (status 0)."""
+    raw_path, raw_query = split_target(headers.get("X-Original-URI") or target)
+    host = headers.get("Host")
+    if host:
+        fixed = strip_shadow_suffix(host)
+        if fixed != host:
+            headers["Host"] = fixed
+    forwarded_proto = headers.get("X-Forwarded-Proto", "").strip().lower()
+    return Exchange(
+        request_id=rid,
+        method=method,
+        path=decode_path(raw_path),
+        query_string=raw_query,
+        request_headers=CIMultiDictProxy(headers),
+        peer_ip=peer,
+        listener_scheme=forwarded_proto if forwarded_proto in ("http", "https") else listener_scheme,
+        http_version=http_version,
+        request_body=body,
+        request_body_size=size,
+        status=0,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        source="mirror",
+        upstream_error=error,
+    )
+
+
+def log_request_mirrored(exchange: Exchange) -> None:
+    log.debug("request_mirrored", request_id=exchange.request_id, method=exchange.method, path=exchange.path,
+              bytes=exchange.request_body_size)  # fmt: skip
 
 
 def strip_shadow_suffix(host: str) -> str:

@@ -28,14 +28,19 @@ from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from apiward.logs import get_logger
 from sensor.config import SensorConfig
 from sensor.exchange import Exchange, ExchangeSink
 from sensor.fastpath import FastSite
-from sensor.fastpath_mirror import RECORDS_PATH, MirrorClient, strip_shadow_suffix
+from sensor.fastpath_mirror import (
+    RECORDS_PATH,
+    MirrorClient,
+    log_request_mirrored,
+    mirrored_exchange,
+)
 from sensor.http_common import (
     REQUEST_ID_HEADER,
     decode_path,
@@ -257,35 +262,15 @@ async def _mirrored(request: web.Request) -> web.StreamResponse:
         answer = web.Response(status=400)  # never sent: the connection is gone
         request.protocol.force_close()
 
-    target = request.headers.get("X-Original-URI") or request.raw_path
-    raw_path, raw_query = split_target(target)
-    headers = CIMultiDict(request.headers)
-    host = headers.get("Host")
-    if host:
-        fixed = strip_shadow_suffix(host)
-        if fixed != host:
-            headers["Host"] = fixed
-    forwarded_proto = headers.get("X-Forwarded-Proto", "").strip().lower()
-    exchange = Exchange(
-        request_id=rid,
-        method=request.method,
-        path=decode_path(raw_path),
-        query_string=raw_query,
-        request_headers=CIMultiDictProxy(headers),
-        peer_ip=request.remote or "",
-        # the mirror sender is the gateway; its X-Forwarded-Proto tells the original scheme
-        listener_scheme=forwarded_proto if forwarded_proto in ("http", "https") else request.scheme,
-        http_version=f"{request.version.major}.{request.version.minor}",
-        request_body=bytes(prefix),
-        request_body_size=size,
-        status=0,
-        started_at=started_at,
-        duration_ms=(time.perf_counter() - t0) * 1000.0,
-        source="mirror",
-        upstream_error=error,
-    )
+    exchange = mirrored_exchange(
+        rid=rid, method=request.method, target=request.raw_path, headers=CIMultiDict(request.headers),
+        peer=request.remote or "", listener_scheme=request.scheme,
+        http_version=f"{request.version.major}.{request.version.minor}", body=bytes(prefix), size=size,
+        started_at=started_at, duration_ms=(time.perf_counter() - t0) * 1000.0, error=error,
+    )  # fmt: skip
     _submit(state, exchange)
-    log.debug("request_mirrored", request_id=rid, method=exchange.method, path=exchange.path, bytes=size)
+    if state.debug:
+        log_request_mirrored(exchange)
     # Return the answer object that was already sent: aiohttp sees it finished and writes nothing more.
     return answer
 

@@ -15,7 +15,8 @@ from yarl import URL
 
 from sensor.config import SensorConfig
 from sensor.exchange import Exchange
-from sensor.mirror import RECORDS_PATH, MirrorCounters, start_mirror, strip_shadow_suffix
+from sensor.fastpath_mirror import strip_shadow_suffix
+from sensor.mirror import RECORDS_PATH, MirrorCounters, start_mirror
 from tests.conftest import free_port
 from tests.sensor.proxy_helpers import RaisingSink, RecordingSink, raw_roundtrip
 
