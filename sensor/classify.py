@@ -27,7 +27,6 @@ import logging
 import os
 import re
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -530,9 +529,9 @@ class Classifier:
             for (tid, loc, path), n in sorted(found.items(), key=_order)
         ]
 
-    def _find(self, leaves: Iterable[Leaf]) -> Counter[tuple[str, str, str]]:
+    def _find(self, leaves: Iterable[Leaf]) -> dict[tuple[str, str, str], int]:
         leaf_list = leaves if isinstance(leaves, list) else list(leaves)
-        counts: Counter[tuple[str, str, str]] = Counter()
+        counts: dict[tuple[str, str, str], int] = {}  # a plain dict: Counter() costs ~1 µs to make
         if not leaf_list or not self._types:
             return counts
         # 0. APIs repeat keys and values (enums, names, the same customer in every response): what a
@@ -615,7 +614,7 @@ class Classifier:
                 self._count(counts, leaf, found)
         return counts
 
-    def _count(self, counts: Counter[tuple[str, str, str]], leaf: Leaf, found: tuple[tuple[int, int], ...]) -> None:
+    def _count(self, counts: dict[tuple[str, str, str], int], leaf: Leaf, found: tuple[tuple[int, int], ...]) -> None:
         """Add one leaf's types (after suppression) where its location allows them."""
         for ti, n in found:
             t = self._types[ti]
@@ -623,7 +622,8 @@ class Classifier:
                 continue  # headers are read for credentials only
             if t.locations is not None and leaf.location not in t.locations:
                 continue
-            counts[(t.spec.id, leaf.location, leaf.path)] += n
+            key = (t.spec.id, leaf.location, leaf.path)
+            counts[key] = counts.get(key, 0) + n
 
     def _verify(self, pat: _Pattern, value: str, per_type: dict[int, set[tuple[int, int]]]) -> None:
         validator = pat.validator

@@ -37,7 +37,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 import yaml
@@ -843,7 +843,14 @@ class SignatureEngine:
         return self.scan(build_items(path, query_pairs, headers, cookies, body_leaves))
 
 
+# Building the tuple directly skips the NamedTuple's Python-level __new__ (one frame per item).
+_new_item: Final = tuple.__new__
+
+
 def _pairs(obj: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    # Lists and tuples first: an isinstance check against the Mapping ABC costs ~0.5 µs a call.
+    if type(obj) is list or type(obj) is tuple:
+        return obj
     return obj.items() if isinstance(obj, Mapping) else obj
 
 
@@ -862,28 +869,28 @@ def build_items(
     """
     items: list[ScanItem] = []
     if path:
-        items.append(ScanItem("path", "", path))
+        items.append(_new_item(ScanItem, ("path", "", path)))
     seen_q: set[str] = set()
     for name, value in query_pairs:
         if name not in seen_q:
             seen_q.add(name)
-            items.append(ScanItem("query_name", name, name))
-        items.append(ScanItem("query_value", name, value))
+            items.append(_new_item(ScanItem, ("query_name", name, name)))
+        items.append(_new_item(ScanItem, ("query_value", name, value)))
     for name, value in _pairs(headers):
         lname = name.lower()
         if lname == "user-agent":
-            items.append(ScanItem("user_agent", lname, value))
+            items.append(_new_item(ScanItem, ("user_agent", lname, value)))
         elif lname not in SKIP_HEADERS:
-            items.append(ScanItem("header", lname, value))
+            items.append(_new_item(ScanItem, ("header", lname, value)))
     for name, value in _pairs(cookies):
-        items.append(ScanItem("cookie", name, value))
+        items.append(_new_item(ScanItem, ("cookie", name, value)))
     seen_k: set[str] = set()
     for key, leaf in body_leaves:
         if key not in seen_k:
             seen_k.add(key)
-            items.append(ScanItem("body_key", key, key))
+            items.append(_new_item(ScanItem, ("body_key", key, key)))
         if isinstance(leaf, str):
-            items.append(ScanItem("body_value", key, leaf))
+            items.append(_new_item(ScanItem, ("body_value", key, leaf)))
         elif isinstance(leaf, int | float) and not isinstance(leaf, bool):
             continue  # numbers carry no injection
     return items

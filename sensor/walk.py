@@ -257,7 +257,7 @@ class _DocWalker:
         if self.leaves_left <= 0:
             raise _Full
         self.leaves_left -= 1
-        self.out.append(Leaf(self.location, path, key, value))
+        self.out.append(_new_leaf(Leaf, (self.location, path, key, value)))
 
     def scalar(self, v: object, path: str, key: str) -> None:
         t = type(v)
@@ -523,7 +523,7 @@ def _named_values(pairs: list[tuple[str, str]], location: str, limits: WalkLimit
         leaves_left -= 1
         st.leaves += 1
         key = name[:_MAX_KEY]
-        yield Leaf(location, key, key, value)
+        yield _new_leaf(Leaf, (location, key, key, value))
 
 
 def walk_query(
@@ -721,7 +721,7 @@ def walk_path(path: str, limits: WalkLimits = DEFAULT_LIMITS, stats: WalkStats |
             return
         value = unquote(raw[: limits.max_string])
         st.leaves += 1
-        yield Leaf("path", f"path[{index}]", previous[:_MAX_KEY], value)
+        yield _new_leaf(Leaf, ("path", f"path[{index}]", previous[:_MAX_KEY], value))
         previous = value
         index += 1
 
@@ -764,10 +764,10 @@ def walk_headers(
                 if eq and cvalue:
                     cname = cname.strip()[:_MAX_KEY]
                     st.leaves += 1
-                    yield Leaf("header", "cookie." + cname, cname, cvalue)
+                    yield _new_leaf(Leaf, ("header", "cookie." + cname, cname, cvalue))
             continue
         st.leaves += 1
-        yield Leaf("header", lname, lname, value)
+        yield _new_leaf(Leaf, ("header", lname, lname, value))
 
 
 _BINARY_PREFIXES: Final = ("image/", "audio/", "video/", "font/")

@@ -470,7 +470,7 @@ def test_ip_cache_is_bounded() -> None:
     cfg = EvidenceConfig(ip_cache_size=100)
     for i in range(1000):
         client_info(f"203.0.{i // 256}.{i % 256}", CIMultiDict(), cfg)
-    assert len(cfg._ip_cache) <= 100
+    assert cfg._ip_lookup.cache_info().currsize <= 100  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
