@@ -1,4 +1,5 @@
-"""Analysis in another process than proxying (``--analysis-process``).
+"""Analysis in another process than proxying (``--analysis-process``; the default of
+``apiward-sensor`` where it may use two CPUs, see ``sensor/cpus.py``).
 
 On one event loop every request pays for its own analysis before the loop can read the next one:
 about half of the sensor's CPU per request is analysis (walk, classification, signatures,
