@@ -5,6 +5,7 @@ Shape (every error names the file and line)::
     version: 1
     delivery:                      # defaults for every exporter; each exporter may override them
       max_attempts: 12             # then the row is dead-lettered
+      dead_letter_days: 30         # dead-lettered rows older than this are deleted (requeue before)
       backoff_initial_seconds: 1   # doubled per attempt, capped at backoff_max_seconds, +-20% jitter
       backoff_max_seconds: 300
     exporters:
@@ -37,7 +38,7 @@ TYPES = ("syslog", "ocsf", "security_alert", "splunk_hec", "webhook")
 EVENTS = ("alerts", "recommendations")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _COMMON = {"name", "type", "min_severity", "types", "events", "batch_size", "timeout_seconds", "max_attempts",
-           "backoff_initial_seconds", "backoff_max_seconds"}
+           "backoff_initial_seconds", "backoff_max_seconds", "dead_letter_days"}
 _TLS = {"ca_file", "cert_file", "key_file", "verify"}
 _TYPE_KEYS: dict[str, set[str]] = {
     "syslog": {"protocol", "host", "port", "facility", "hostname", "server_name"} | _TLS,
@@ -47,7 +48,8 @@ _TYPE_KEYS: dict[str, set[str]] = {
     "webhook": {"url", "secret", "secret_env", "headers"} | _TLS,
 }
 _DEFAULT_BATCH = {"syslog": 100, "ocsf": 100, "security_alert": 100, "splunk_hec": 100, "webhook": 1}
-_DELIVERY_KEYS = {"max_attempts", "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds", "lease_seconds"}
+_DELIVERY_KEYS = {"max_attempts", "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds", "lease_seconds",
+                  "dead_letter_days"}
 
 
 class ExportConfigError(YamlFileError):
@@ -61,6 +63,7 @@ class Delivery:
     backoff_max: float = 300.0
     poll: float = 1.0  # how often an idle dispatcher looks for due rows (ingest also wakes it)
     lease: float = 60.0  # how long a claimed row is ours; longer than any send may take
+    dead_letter_days: float = 30.0  # dead-lettered rows older than this are deleted: the outbox stays bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,8 @@ def _delivery_fields(doc: Doc, fields: dict[str, yaml.Node], base: Delivery) -> 
         d = replace(d, poll=doc.number(fields["poll_seconds"], "poll_seconds", 0.01, 60))
     if "lease_seconds" in fields:
         d = replace(d, lease=doc.number(fields["lease_seconds"], "lease_seconds", 1, 3600))
+    if "dead_letter_days" in fields:
+        d = replace(d, dead_letter_days=doc.number(fields["dead_letter_days"], "dead_letter_days", 0.001, 3650))
     return d
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 from apiward.logs import get_logger
@@ -21,6 +22,8 @@ from collector.store import Store
 from collector.store import outbox_store as ob
 
 log = get_logger("collector.export")
+
+PURGE_INTERVAL = 3600.0  # seconds between dead-letter purges per dispatcher
 
 
 def backoff(attempt: int, initial: float, cap: float, jitter: float = 0.2) -> float:
@@ -34,6 +37,7 @@ class Dispatcher:
         self.store, self.exporter, self.metrics, self.owner = store, exporter, metrics, owner
         self.name = exporter.config.name
         self.wake = asyncio.Event()
+        self.next_purge = 0.0  # monotonic time of the next dead-letter purge
         metrics.register(self.name)
 
     async def run(self) -> None:
@@ -113,10 +117,25 @@ class Dispatcher:
                     error=error[:300])
         return min(delays) if delays else delivery.backoff_initial
 
-    async def refresh_gauges(self) -> None:
+    async def refresh_gauges(self, now: datetime | None = None) -> None:
+        if time.monotonic() >= self.next_purge:  # at most every PURGE_INTERVAL: a DELETE on an index
+            self.next_purge = time.monotonic() + PURGE_INTERVAL
+            await self.purge(now)
         counts = await ob.counts(self.store)
         self.metrics.queued.labels(self.name).set(counts.get((self.name, ob.QUEUED), 0))
         self.metrics.dead.labels(self.name).set(counts.get((self.name, ob.DEAD), 0))
+
+
+    async def purge(self, now: datetime | None = None) -> int:
+        """Delete dead-lettered rows older than ``delivery.dead_letter_days`` (until then ``apiward
+        export --requeue-dead`` can send them again): the outbox stays bounded when a receiver is gone
+        for good."""
+        days = self.exporter.config.delivery.dead_letter_days
+        purged = await ob.purge_dead(self.store, self.name, (now or datetime.now(UTC)) - timedelta(days=days))
+        if purged:
+            self.metrics.purged.labels(self.name).inc(purged)
+            log.warning("export_dead_letters_purged", exporter=self.name, records=purged, older_than_days=days)
+        return purged
 
 
 __all__ = ["Dispatcher", "backoff"]

@@ -18,10 +18,13 @@ class ExportMetrics:
                             ["exporter"], registry=registry)
         self.dead = Gauge("apiward_export_dead_letter_rows", "Dead-lettered records kept in the outbox",
                           ["exporter"], registry=registry)
+        self.purged = Counter("apiward_export_dead_letter_purged",
+                              "Dead-lettered records deleted after delivery.dead_letter_days", ["exporter"],
+                              registry=registry)
 
     def register(self, exporter: str) -> None:
         """Make the series exist at zero, so rates and alerts work from the first scrape."""
-        for metric in (self.sent, self.retried, self.dead_lettered, self.queued, self.dead):
+        for metric in (self.sent, self.retried, self.dead_lettered, self.queued, self.dead, self.purged):
             metric.labels(exporter)
 
 

@@ -159,4 +159,17 @@ async def requeue_dead(store: Store, exporter: str | None, now: datetime) -> int
     return n
 
 
-__all__ = ["DEAD", "QUEUED", "Failure", "OutboxRow", "claim", "complete", "counts", "enqueue", "fail", "requeue_dead"]
+async def purge_dead(store: Store, exporter: str, before: datetime) -> int:
+    """Delete an exporter's dead-lettered rows created before ``before``; returns how many."""
+    o = t.outbox.c
+    stmt = t.outbox.delete().where(o.exporter == exporter, o.state == DEAD, o.created_at < before)
+
+    async def work(conn: AsyncConnection) -> int:
+        return int((await conn.execute(stmt)).rowcount)
+
+    n: int = await store.write(work)
+    return n
+
+
+__all__ = ["DEAD", "QUEUED", "Failure", "OutboxRow", "claim", "complete", "counts", "enqueue", "fail", "purge_dead",
+           "requeue_dead"]

@@ -16,6 +16,7 @@ version: 1
 delivery:
   max_attempts: 5
   backoff_initial_seconds: 0.5
+  dead_letter_days: 10
 exporters:
   - name: sentinel
     type: syslog
@@ -34,6 +35,7 @@ exporters:
     token_env: SPLUNK_HEC_TOKEN
     index: security
     max_attempts: 20
+    dead_letter_days: 2
   - name: hook
     type: webhook
     url: https://hooks.example.com/apiward
@@ -47,6 +49,7 @@ def test_a_full_file_parses_with_defaults_and_overrides() -> None:
     assert (sentinel.protocol, sentinel.port, sentinel.min_severity) == ("tls", 6514, "medium")
     assert sentinel.delivery.max_attempts == 5 and sentinel.delivery.backoff_initial == 0.5
     assert splunk.token == "tok-123" and splunk.delivery.max_attempts == 20 and splunk.index == "security"
+    assert sentinel.delivery.dead_letter_days == 10 and splunk.delivery.dead_letter_days == 2
     assert "tok-123" not in repr(splunk) and "s3cret" not in repr(hook)  # secrets never printed
     assert lake.file == "/var/log/apiward/ocsf.jsonl" and lake.events == ("alerts",)
     assert hook.batch_size == 1  # one signed POST per event
@@ -67,6 +70,7 @@ def test_filters_route_by_severity_type_and_event_kind() -> None:
         ("exporters:\n  - name: a\n    type: syslog\n", ":2: a syslog exporter needs a 'host'"),
         ("exporters:\n  - name: a\n    type: syslog\n    host: h\n    prot: udp\n", ":5: unknown key 'prot'"),
         ("exporters:\n  - name: a\n    type: syslog\n    host: h\n    port: 70000\n", ":5: port must be"),
+        ("exporters:\n  - {name: a, type: ocsf, file: x, dead_letter_days: 0}\n", ":2: dead_letter_days must be"),
         ("exporters:\n  - name: a\n    type: ocsf\n", ":2: a ocsf exporter needs exactly one of 'url' or 'file'"),
         ("exporters:\n  - name: a\n    type: webhook\n    url: ftp://x\n    secret: s\n", ":4: url must start"),
         ("exporters:\n  - name: a\n    type: splunk_hec\n    url: http://x\n    token_env: NOPE\n",

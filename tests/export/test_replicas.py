@@ -106,3 +106,34 @@ async def test_outbox_rows_commit_with_the_alert(sqlite_store: Store) -> None:
     async with store.engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(t.outbox)) == 0
         assert await conn.scalar(sa.select(sa.func.count()).select_from(t.alerts)) == 0
+
+
+async def test_dead_letters_older_than_their_retention_are_purged(db_url: str) -> None:
+    """Dead-lettered rows are kept for ``delivery.dead_letter_days`` (for ``--requeue-dead``), then
+    deleted, counted and logged: a receiver gone for good does not grow the outbox forever. Queued rows
+    and other exporters' rows are never touched."""
+    store = await Store.open(db_url)
+    try:
+        await _seed(store, 50)
+        now = datetime.now(UTC)
+        text = "exporters:\n  - {name: sa, type: security_alert, url: 'http://127.0.0.1:9', dead_letter_days: 7}\n"
+        (exporter_config,) = parse(text, "x.yaml", {}).exporters
+        assert exporter_config.delivery.dead_letter_days == 7
+        exporter = build(exporter_config, SOURCE)
+        metrics = ExportMetrics(CollectorRegistry())
+        dispatcher = Dispatcher(store, exporter, metrics, "replica-0")
+        rows = await ob.claim(store, "sa", "replica-0", limit=30, lease=timedelta(seconds=60), now=now)
+        await ob.fail(store, [ob.Failure(r, None, "gone") for r in rows], "replica-0")  # 30 dead, 20 queued
+        o = t.outbox.c
+        old_ids = [r.id for r in rows[:12]]
+        async with store.engine.begin() as conn:  # 12 of the dead, and 5 queued ones, are 8 days old
+            await conn.execute(t.outbox.update().where(o.id.in_(old_ids)).values(created_at=now - timedelta(days=8)))
+            queued = [r[0] for r in await conn.execute(sa.select(o.id).where(o.state == ob.QUEUED).limit(5))]
+            await conn.execute(t.outbox.update().where(o.id.in_(queued)).values(created_at=now - timedelta(days=8)))
+        assert await dispatcher.purge(now) == 12
+        assert await ob.counts(store) == {("sa", ob.DEAD): 18, ("sa", ob.QUEUED): 20}
+        assert metrics.purged.labels("sa")._value.get() == 12
+        assert await dispatcher.purge(now) == 0  # nothing more is old enough
+        await exporter.close()
+    finally:
+        await store.close()
