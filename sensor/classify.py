@@ -543,11 +543,12 @@ class Classifier:
         todo_hashes: list[int] = []
         types = self._types
         for leaf in leaf_list:
-            if len(leaf.value) > _MEMO_MAX_VALUE:
+            _, _, key, value = leaf  # unpacking: cheaper than two NamedTuple attribute reads
+            if len(value) > _MEMO_MAX_VALUE:
                 todo.append(leaf)
                 todo_hashes.append(0)
                 continue
-            h = hash((leaf.key, leaf.value))
+            h = hash((key, value))
             known = memo.get(h)
             if known is None:
                 todo.append(leaf)

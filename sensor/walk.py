@@ -23,7 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
@@ -226,7 +226,7 @@ class _DocWalker:
 
     __slots__ = (
         "keys_left",
-        "leaves_left",
+        "limit",
         "limits",
         "location",
         "max_depth",
@@ -249,14 +249,13 @@ class _DocWalker:
         self.sample = limits.array_sample
         self.min_int = 10 ** (limits.min_int_digits - 1)
         self.keys_left = limits.max_keys
-        self.leaves_left = limits.max_leaves
+        self.limit = len(out) + limits.max_leaves  # the leaf cap, as a length of ``out``
         self.top_n = 0  # length of the largest array met (its true length: len() before sampling)
         self.top_path = ""
 
     def _leaf(self, path: str, key: str, value: str) -> None:
-        if self.leaves_left <= 0:
+        if len(self.out) >= self.limit:
             raise _Full
-        self.leaves_left -= 1
         self.out.append(_new_leaf(Leaf, (self.location, path, key, value)))
 
     def scalar(self, v: object, path: str, key: str) -> None:
@@ -271,7 +270,8 @@ class _DocWalker:
         elif t is int and isinstance(v, int) and (v >= self.min_int or v <= -self.min_int):
             self._leaf(path, key, str(v))  # msgspec decodes 64-bit integers only: str() is cheap
 
-    def obj(self, node: dict[str, object], path: str, depth: int) -> None:
+    def obj(self, node: dict[str, Any], path: str, depth: int) -> None:
+        # Values are Any: the exact type() checks below replace isinstance calls (one per value).
         n = len(node)
         if n > self.keys_left:
             self.st.keys_truncated += 1
@@ -282,37 +282,42 @@ class _DocWalker:
         self.keys_left -= n
         seg = _SEGMENTS
         min_int = self.min_int
+        max_string = self.max_string
+        out = self.out
+        append = out.append
+        limit = self.limit
+        location = self.location
         for k, v in node.items():
             if v is None or v is True or v is False:
                 continue  # the commonest values in API JSON, and never data
             t = type(v)
             if t is str:
                 if v:
-                    p = seg.get(k) or _segment(k)
-                    s = v if isinstance(v, str) else ""
-                    if len(s) > self.max_string:
+                    text = v
+                    if len(text) > max_string:
                         self.st.strings_truncated += 1
-                        s = s[: self.max_string]
-                    if self.leaves_left <= 0:
+                        text = text[:max_string]
+                    if len(out) >= limit:
                         raise _Full
-                    self.leaves_left -= 1
-                    self.out.append(_new_leaf(Leaf, (self.location, path + p, k, s)))
+                    append(_new_leaf(Leaf, (location, path + (seg.get(k) or _segment(k)), k, text)))
             elif t is dict:
                 if v:
                     if depth >= self.max_depth:
                         self.st.depth_truncated += 1
-                    elif isinstance(v, dict):
+                    else:
                         self.obj(v, path + (seg.get(k) or _segment(k)), depth + 1)
             elif t is list:
                 if v:
                     if depth >= self.max_depth:
                         self.st.depth_truncated += 1
-                    elif isinstance(v, list):
+                    else:
                         self.arr(v, path + (seg.get(k) or _segment(k)) + "[*]", k, depth + 1)
-            elif t is int and isinstance(v, int) and (v >= min_int or v <= -min_int):
-                self._leaf(path + (seg.get(k) or _segment(k)), k, str(v))
+            elif t is int and (v >= min_int or v <= -min_int):
+                if len(out) >= limit:
+                    raise _Full
+                append(_new_leaf(Leaf, (location, path + (seg.get(k) or _segment(k)), k, str(v))))
 
-    def arr(self, node: list[object], path: str, key: str, depth: int) -> None:
+    def arr(self, node: list[Any], path: str, key: str, depth: int) -> None:
         n = len(node)
         if n > self.top_n:
             self.top_n = n
@@ -326,15 +331,15 @@ class _DocWalker:
                 if v:
                     if depth >= self.max_depth:
                         self.st.depth_truncated += 1
-                    elif isinstance(v, dict):
+                    else:
                         self.obj(v, path, depth + 1)
             elif t is list:
                 if v:
                     if depth >= self.max_depth:
                         self.st.depth_truncated += 1
-                    elif isinstance(v, list):
+                    else:
                         self.arr(v, path + "[*]", key, depth + 1)
-            else:
+            elif t is str or t is int:
                 self.scalar(v, path, key)
 
 
