@@ -20,17 +20,38 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="apiward"'}
 class Caller:
     name: str  # recorded as "who" on changes; never the secret
     role: Role | None  # None: insecure dev mode, every role
+    ref: str = ""  # which configured token this is (a hash of its digest): dashboard sessions keep it
+
+
+INSECURE_REF = "insecure-dev"
+
+
+def token_ref(token: Token) -> str:
+    """A stable reference to a configured token that reveals nothing usable (a hash of its SHA-256)."""
+    return hashlib.sha256(b"apiward-token-ref\x00" + token.digest).hexdigest()[:32]
 
 
 class Authenticator:
     def __init__(self, tokens: list[Token], insecure_dev: bool = False) -> None:
         self._tokens = [(t.digest, t) for t in tokens]
         self._insecure_dev = insecure_dev
+        self._roles = {token_ref(t): t.role for t in tokens}
+
+    def still_grants(self, ref: str, admin: bool) -> bool:
+        """Whether the token a dashboard session was opened with is still configured with a role that
+        covers the session (read, or admin for an admin session): rotating or removing a token ends
+        its sessions, on every replica and across restarts."""
+        if self._insecure_dev:
+            return ref == INSECURE_REF
+        role = self._roles.get(ref)
+        if role is None or not role.grants(Role.READ):
+            return False
+        return role.grants(Role.ADMIN) or not admin
 
     def authenticate(self, header: str | None) -> Caller:
         """The caller for an ``Authorization`` header; 401 when missing or unknown."""
         if self._insecure_dev:
-            return Caller(name="insecure-dev", role=None)
+            return Caller(name="insecure-dev", role=None, ref=INSECURE_REF)
         if not header:
             raise ApiError(401, "missing bearer token", headers=_CHALLENGE)
         scheme, _, secret = header.partition(" ")
@@ -44,7 +65,7 @@ class Authenticator:
                 found = token
         if found is None:
             raise ApiError(401, "unknown token", headers=_CHALLENGE)
-        return Caller(name=found.name, role=found.role)
+        return Caller(name=found.name, role=found.role, ref=token_ref(found))
 
     @staticmethod
     def authorize(caller: Caller, needed: Role | tuple[Role, ...]) -> None:

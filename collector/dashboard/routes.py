@@ -126,7 +126,13 @@ async def _session(request: web.Request) -> Session | None:
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         return None  # no database read for anonymous requests
-    return await request.app[SESSIONS].get(store_of(request.app), cookie)
+    sessions, store = request.app[SESSIONS], store_of(request.app)
+    session = await sessions.get(store, cookie)
+    if session is not None and not request.app[AUTH].still_grants(session.token_ref, session.admin):
+        await sessions.drop(store, cookie)  # its token was rotated or removed: the session ends with it
+        log.info("dashboard_session_revoked", who=session.name)
+        return None
+    return session
 
 
 def page(handler: PageHandler) -> PageHandler:
@@ -187,7 +193,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                       error="This token is for sensors (ingest role); log in with a read or admin token.")
     admin = caller.role is None or caller.role.grants(Role.ADMIN)
     sessions = request.app[SESSIONS]
-    session_id, _ = await sessions.create(store_of(request.app), caller.name, admin)
+    session_id, _ = await sessions.create(store_of(request.app), caller.name, admin, caller.ref)
     log.info("dashboard_login", who=caller.name, admin=admin)
     response = _redirect(nxt)
     response.set_cookie(

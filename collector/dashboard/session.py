@@ -37,6 +37,7 @@ class Session:
     name: str  # the token's name (recorded on alert status changes), never the secret
     admin: bool
     csrf: str = field(repr=False)
+    token_ref: str  # which configured token opened it (collector.auth.token_ref), to check it still exists
     created: float
     last_seen: float
 
@@ -64,13 +65,13 @@ class SessionStore:
         async with store.engine.connect() as conn:
             return int(await conn.scalar(sa.select(sa.func.count()).select_from(t.dashboard_sessions)) or 0)
 
-    async def create(self, store: Store, name: str, admin: bool) -> tuple[str, Session]:
+    async def create(self, store: Store, name: str, admin: bool, token_ref: str) -> tuple[str, Session]:
         """A new session (always a fresh id: no session fixation); returns (cookie value, session).
         Expired sessions are deleted here, and the least recently used beyond ``max_sessions``."""
         now = self._clock()
         session_id = secrets.token_urlsafe(32)
-        session = Session(name=name[:_MAX_NAME], admin=admin, csrf=secrets.token_urlsafe(32), created=now,
-                          last_seen=now)  # fmt: skip
+        session = Session(name=name[:_MAX_NAME], admin=admin, csrf=secrets.token_urlsafe(32), token_ref=token_ref,
+                          created=now, last_seen=now)  # fmt: skip
         s = t.dashboard_sessions.c
 
         async def work(conn: AsyncConnection) -> None:
@@ -79,7 +80,7 @@ class SessionStore:
             ))  # fmt: skip
             await conn.execute(t.dashboard_sessions.insert().values(
                 id_digest=_digest(session_id), name=session.name, admin=admin, csrf=session.csrf,
-                created_at=now, last_seen=now,
+                token_ref=token_ref, created_at=now, last_seen=now,
             ))  # fmt: skip
             total = int(await conn.scalar(sa.select(sa.func.count()).select_from(t.dashboard_sessions)) or 0)
             if total > self.max_sessions:  # the least recently used go
@@ -106,7 +107,8 @@ class SessionStore:
         if now - row.last_seen >= self.touch_seconds:
             touch = t.dashboard_sessions.update().where(s.id_digest == key).values(last_seen=now)
             await store.write(lambda conn: conn.execute(touch))
-        return Session(name=row.name, admin=bool(row.admin), csrf=row.csrf, created=row.created_at, last_seen=now)
+        return Session(name=row.name, admin=bool(row.admin), csrf=row.csrf, token_ref=row.token_ref,
+                       created=row.created_at, last_seen=now)
 
     async def drop(self, store: Store, session_id: str | None) -> None:
         if session_id and len(session_id) <= 128:

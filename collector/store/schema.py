@@ -422,6 +422,7 @@ dashboard_sessions = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("admin", sa.Boolean, nullable=False),
     sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("token_ref", sa.String(32), nullable=False),  # collector.auth.token_ref of the login token
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False),
     sa.Index("ix_dashboard_sessions_last_seen", "last_seen"),

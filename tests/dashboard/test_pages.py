@@ -14,7 +14,7 @@ from collector import inventory
 from collector.dashboard import svg, views
 from collector.dashboard.routes import CSP
 from collector.dashboard.session import SessionStore
-from collector.settings import Role
+from collector.settings import CollectorSettings, Role, Token
 from collector.store import EndpointFilter, Store
 from tests.collector.factories import NOW, DataTypeSeen, alert, batch, summary
 from tests.dashboard.conftest import ADMIN_TOKEN, READ_TOKEN, TOKENS
@@ -53,13 +53,13 @@ async def test_sessions_are_bounded_and_expire(store: Store) -> None:
     now = [1000.0]
     sessions = SessionStore(max_sessions=2, idle_seconds=10, absolute_seconds=25, touch_seconds=0,
                             clock=lambda: now[0])
-    a, _ = await sessions.create(store, "a", admin=False)
+    a, _ = await sessions.create(store, "a", admin=False, token_ref="r")
     now[0] += 0.1
-    b, _ = await sessions.create(store, "b", admin=True)
+    b, _ = await sessions.create(store, "b", admin=True, token_ref="r")
     now[0] += 0.1
     assert await sessions.get(store, a) is not None  # a is now the most recently used
     now[0] += 0.1
-    c, _ = await sessions.create(store, "c", admin=False)
+    c, _ = await sessions.create(store, "c", admin=False, token_ref="r")
     assert await sessions.count(store) == 2 and await sessions.get(store, b) is None  # least recently used went
     now[0] = 1009
     assert await sessions.get(store, a) is not None
@@ -72,7 +72,7 @@ async def test_sessions_are_bounded_and_expire(store: Store) -> None:
 async def test_idle_and_absolute_expiry(store: Store) -> None:
     now = [1000.0]
     sessions = SessionStore(idle_seconds=10, absolute_seconds=25, touch_seconds=2, clock=lambda: now[0])
-    sid, session = await sessions.create(store, "a", admin=True)
+    sid, session = await sessions.create(store, "a", admin=True, token_ref="r")
     for t in (1008, 1016, 1024):
         now[0] = t
         got = await sessions.get(store, sid)  # kept alive by use
@@ -80,11 +80,11 @@ async def test_idle_and_absolute_expiry(store: Store) -> None:
     now[0] = 1026
     assert await sessions.get(store, sid) is None  # absolute lifetime over, however active
     assert await sessions.get(store, "x" * 200) is None and await sessions.get(store, None) is None
-    sid, _ = await sessions.create(store, "b", admin=False)
+    sid, _ = await sessions.create(store, "b", admin=False, token_ref="r")
     now[0] = 1037
     assert await sessions.get(store, sid) is None  # idle for 11 s
     assert await sessions.get(store, "") is None and await sessions.get(store, "x" * 500) is None
-    sid, session = await sessions.create(store, "c", admin=False)
+    sid, session = await sessions.create(store, "c", admin=False, token_ref="r")
     assert session.csrf_ok(session.csrf) and not session.csrf_ok("") and not session.csrf_ok("nope")
     await sessions.drop(store, sid)
     assert await sessions.get(store, sid) is None
@@ -115,6 +115,18 @@ async def test_a_login_holds_on_every_replica_and_survives_a_restart(db_url: str
         three = await aiohttp_client(create_app(settings, stores[0]))
         three.session.cookie_jar.update_cookies({"apiward_session": cookie})
         assert (await three.get("/alerts", allow_redirects=False)).status == 200  # a restart logs nobody out
+        # Rotating the read token ends the sessions it opened, on every replica (here: a fourth one).
+        new_read = "rotated-read-token-0123"
+        rotated = CollectorSettings(tokens=[t if t.role != Role.READ else Token(Role.READ, new_read, t.name)
+                                            for t in settings.tokens]).validate()
+        stores.append(await Store.open(db_url))
+        four = await aiohttp_client(create_app(rotated, stores[-1]))
+        four.session.cookie_jar.update_cookies({"apiward_session": cookie})
+        resp = await four.get("/alerts", allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"].startswith("/login")
+        assert await _all_sessions(stores[0]) == []  # and the row is gone
+        csrf = await _login(three, READ_TOKEN)  # the old token still works where it is configured
+        cookie = three.session.cookie_jar.filter_cookies(three.make_url("/"))["apiward_session"].value
         resp = await three.post("/logout", data={"csrf": csrf}, allow_redirects=False)
         assert resp.status == 303
         three.session.cookie_jar.update_cookies({"apiward_session": cookie})
@@ -123,6 +135,20 @@ async def test_a_login_holds_on_every_replica_and_survives_a_restart(db_url: str
     finally:
         for s in stores:
             await s.close()
+
+
+def test_a_session_holds_only_while_its_token_grants_it() -> None:
+    from collector.auth import Authenticator, token_ref
+
+    read, admin = Token(Role.READ, READ_TOKEN, "r"), Token(Role.ADMIN, ADMIN_TOKEN, "a")
+    auth = Authenticator([read, admin])
+    assert auth.still_grants(token_ref(read), admin=False) and auth.still_grants(token_ref(admin), admin=True)
+    assert not auth.still_grants(token_ref(read), admin=True)  # an admin session needs an admin token
+    demoted = Authenticator([read, Token(Role.READ, ADMIN_TOKEN, "a")])  # same secret, now read only
+    assert not demoted.still_grants(token_ref(admin), admin=True)
+    assert not auth.still_grants(token_ref(Token(Role.INGEST, "ingest-token-0123456789", "i")), admin=False)
+    assert not auth.still_grants("insecure-dev", admin=True)
+    assert Authenticator([], insecure_dev=True).still_grants("insecure-dev", admin=True)
 
 
 async def _all_sessions(store: Store) -> list[Any]:
