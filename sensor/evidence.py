@@ -176,7 +176,7 @@ class EvidenceConfig:
         object.__setattr__(self, "_query_kinds", kinds)
         # functools' LRU is C code: a hit costs ~0.1 µs where cachetools' (Python) costs ~1.5, and every
         # request looks up its peer and each X-Forwarded-For hop.
-        lookup = functools.lru_cache(maxsize=max(1, self.ip_cache_size))(functools.partial(_classify_new, cfg=self))
+        lookup = functools.lru_cache(maxsize=max(1, self.ip_cache_size))(functools.partial(_classify, cfg=self))
         object.__setattr__(self, "_ip_lookup", lookup)
 
     @classmethod
@@ -221,10 +221,7 @@ def _parse_ip(raw: str) -> IPAddress | None:
 
 
 def _classify(raw: str, cfg: EvidenceConfig) -> _Addr:
-    return cfg._ip_lookup(raw)  # memoised _classify_new
-
-
-def _classify_new(raw: str, cfg: EvidenceConfig) -> _Addr:
+    """What an address string is (memoised per config: ``cfg._ip_lookup``)."""
     addr = _parse_ip(raw)
     if addr is None:
         # Unparsable: keep the string as given, never trust it, never call it external (we cannot
@@ -237,7 +234,7 @@ def _classify_new(raw: str, cfg: EvidenceConfig) -> _Addr:
 
 def is_trusted_peer(peer_ip: str, cfg: EvidenceConfig) -> bool:
     """Whether the socket peer is one of the configured trusted proxies."""
-    return _classify(peer_ip, cfg).trusted
+    return cfg._ip_lookup(peer_ip).trusted
 
 
 # Hops walked from the right of X-Forwarded-For. Real chains are a handful of proxies; the cap
@@ -254,8 +251,8 @@ def client_info(
     """Who the client is: the gateway's hint, else the first untrusted hop of X-Forwarded-For when
     the socket peer is a trusted proxy, else the socket peer."""
     if client_ip_hint:
-        return _classify(client_ip_hint, cfg).direct
-    peer = _classify(peer_ip, cfg)
+        return cfg._ip_lookup(client_ip_hint).direct
+    peer = cfg._ip_lookup(peer_ip)
     if not peer.trusted:
         # Anyone can write X-Forwarded-For; from an untrusted peer it is ignored entirely.
         return peer.direct
@@ -273,7 +270,7 @@ def client_info(
         entry = parts[i].strip()
         if not entry:
             continue
-        hop = _classify(entry, cfg)
+        hop = cfg._ip_lookup(entry)
         if not hop.valid:
             break  # garbage (or an obfuscated RFC 7239 name): keep the last hop we could read
         if not hop.trusted:

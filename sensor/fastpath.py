@@ -307,13 +307,18 @@ class _Client(asyncio.Protocol):
             self.state.counters.client_disconnects += 1
             self.error = self.error or "client_disconnect"
             if self.upstream is None and self.req is not None:  # still reading the body: nothing went upstream
-                self.finish(submit=False)
+                self.finish(submit=self.keep_unfinished())
             elif self.upstream is not None and self.started and not self.small:
                 # The rest of a streamed body has nowhere to go; the connection can't be reused.
                 conn, self.upstream = self.upstream, None
                 conn.flight = None
                 conn.close()
                 self.finish()
+
+    def keep_unfinished(self) -> bool:
+        """The client left while its body was being read: analyse what arrived? A proxied request
+        that never went upstream is not an exchange (the mirror listener's answer differs)."""
+        return False
 
     def pause_writing(self) -> None:
         self.client_paused = True

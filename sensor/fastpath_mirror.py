@@ -35,19 +35,11 @@ class MirrorClient(_Client):
             return None  # exchange records: validated by the aiohttp app
         return req
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.busy and not self.gone and self.req is not None and not self.started:
-            # The sender left mid-body: as on the aiohttp path, what arrived is still analysed.
-            self.front.client_gone(self)
-            self.cancel_timers()
-            self.gone = True
-            self.state.counters.client_disconnects += 1
-            self.error = "client_disconnect"
-            self.request_body = bytes(self.buf[self.head_len :])
-            self.buf.clear()
-            self.finish()
-            return
-        super().connection_lost(exc)
+    def keep_unfinished(self) -> bool:
+        # The sender left mid-body: as on the aiohttp path, what arrived is still analysed.
+        self.request_body = bytes(self.buf[self.head_len :])
+        self.buf.clear()
+        return True
 
     def send_upstream(self) -> None:
         """The whole request is here: answer 204 now (the sender never waits on analysis)."""

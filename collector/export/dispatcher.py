@@ -117,10 +117,10 @@ class Dispatcher:
                     error=error[:300])
         return min(delays) if delays else delivery.backoff_initial
 
-    async def refresh_gauges(self, now: datetime | None = None) -> None:
+    async def refresh_gauges(self) -> None:
         if time.monotonic() >= self.next_purge:  # at most every PURGE_INTERVAL: a DELETE on an index
             self.next_purge = time.monotonic() + PURGE_INTERVAL
-            await self.purge(now)
+            await self.purge()
         counts = await ob.counts(self.store)
         self.metrics.queued.labels(self.name).set(counts.get((self.name, ob.QUEUED), 0))
         self.metrics.dead.labels(self.name).set(counts.get((self.name, ob.DEAD), 0))
