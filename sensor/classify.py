@@ -35,6 +35,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from sensor import hscache
+from sensor.classify_policy import CATEGORIES, DatatypesFile, DataTypeSpec, PatternSpec
 from sensor.events import DataTypeSeen
 from sensor.exchange import Exchange
 from sensor.validators import VALIDATORS, Validator
@@ -62,43 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Category = Literal["credential", "financial", "identity", "personal", "network", "health"]
-CATEGORIES: Final = ("credential", "financial", "identity", "personal", "network", "health")
 LOCATIONS: Final = ("path", "query", "header", "request_body", "response_body")
-
-# --------------------------------------------------------------------------------------------------
-# The policy schema (msgspec Structs: runtime dependencies, strict, fast)
-
-
-class PatternSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One way a type shows in a value. ``regex`` is searched in the value (Hyperscan syntax: no
-    look-arounds or back-references unless ``key_required``, whose patterns run in Python only).
-    ``validator`` overrides the type's. ``key_required``: report only under a hinted key."""
-
-    regex: str
-    key_required: bool = False
-    validator: str | None = None
-    caseless: bool = False
-
-
-class DataTypeSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    id: str
-    name: str
-    category: Category
-    patterns: list[PatternSpec]
-    enabled: bool = True
-    validator: str | None = None
-    keys: list[str] = msgspec.field(default_factory=list)  # key-name hints ("card_number", "pan")
-    exclude_keys: list[str] = msgspec.field(default_factory=list)  # keys under which it never is
-    suppressed_by: list[str] = msgspec.field(default_factory=list)  # more specific types, same value
-    locations: list[str] | None = None  # restrict to these locations (default: all)
-    description: str = ""
-
-
-class _DatatypesFile(msgspec.Struct, forbid_unknown_fields=True):
-    version: int
-    datatypes: list[DataTypeSpec]
-
 
 class DatatypesError(ValueError):
     """A data types file that cannot be used; the message names the file, the line and the problem
@@ -136,7 +101,7 @@ def _load_file(path: str) -> list[tuple[DataTypeSpec, int]]:
     """Parse and validate one file: (spec, line of its entry) for each type."""
     data, root = read_policy_yaml(path, DatatypesError)
     try:
-        parsed = msgspec.convert(data, _DatatypesFile)
+        parsed = msgspec.convert(data, DatatypesFile)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         where = msg.rsplit(" - at `", 1)
