@@ -604,6 +604,7 @@ class SignatureEngine:
         self.paranoia = paranoia
         self.threshold = threshold if threshold is not None else scoring.thresholds[paranoia]
         self.rules = tuple(r for r in rules if r.paranoia <= paranoia)
+        self.scans = 0  # requests scanned (not empty ones): lets a caller see whether it scanned twice
         by_chain: dict[tuple[str, ...], list[Rule]] = {}
         for r in self.rules:
             by_chain.setdefault(r.chain, []).append(r)
@@ -640,6 +641,7 @@ class SignatureEngine:
             batch = batch[:MAX_ITEMS]
         if not batch:
             return ScanResult((), 0, False)
+        self.scans += 1
         # Column-wise unpacking keeps the per-value Python work near zero (the budget is ~1 µs a value).
         locs_t, names_t, values_t = zip(*batch, strict=True)
         if not _LOCATION_SET.issuperset(locs_t):
