@@ -6,24 +6,35 @@
 # Runs as a non-root user and with a read-only root filesystem: everything it writes (SQLite database,
 # sensor spool and keys) goes to /var/lib/apiward, which should be a volume (or a tmpfs).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The build stage needs a C compiler and the Python headers for the compiled analysis (mypyc): the
+# full image of the same Python has both; the runtime stage stays slim. Both put Python in /usr/local,
+# so the virtualenv moves between them unchanged.
+ARG BUILD_IMAGE=python:3.11-bookworm
 
-# --- build: install the wheel and its dependencies into a virtualenv -----------------------------
-FROM ${PYTHON_IMAGE} AS build
+# --- build: compile the analysis, install the wheel and its dependencies into a virtualenv --------
+FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/apiward
-# Metadata first: the dependency layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml README.md ./
+RUN python -m venv /opt/apiward && python -m venv /opt/build
+# The build context: metadata, the build script and the four packages (.dockerignore keeps the rest out).
+COPY pyproject.toml setup.py README.md ./
 COPY apiward/ apiward/
 COPY sensor/ sensor/
 COPY collector/ collector/
 COPY policies/ policies/
-# pip compiles .pyc files at install time, so the read-only runtime never needs to write them.
-RUN /opt/apiward/bin/pip install --no-cache-dir --compile . \
+# APIWARD_COMPILE=1: the sensor's analysis modules become mypyc extensions (setup.py), about twice
+# as fast per exchange. pip compiles .pyc files at install time, so the read-only runtime never
+# needs to write them. The last line fails the build if the image would run the analysis interpreted.
+# The build tools live in their own virtualenv (mypyc type-checks the program against the runtime
+# dependencies before it compiles): mypy builds the image, it does not ship in it.
+RUN /opt/build/bin/pip install --no-cache-dir '.[compile]' \
+    && APIWARD_COMPILE=1 /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation -w /wheels . \
+    && /opt/apiward/bin/pip install --no-cache-dir --compile /wheels/apiward-*.whl \
     && /opt/apiward/bin/apiward --help > /dev/null \
-    && /opt/apiward/bin/apiward-sensor --version
+    && /opt/apiward/bin/apiward-sensor --version \
+    && /opt/apiward/bin/python -c "import sys, sensor; sys.exit(not sensor.analysis_compiled())"
 
 # --- runtime ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

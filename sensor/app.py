@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from apiward.logs import get_logger
-from sensor import __version__
+from sensor import __version__, analysis_compiled
 from sensor.config import SensorConfig, parse_listen
 from sensor.cpus import usable_cpus
 from sensor.events import SensorInfo, SensorStats
@@ -168,6 +168,7 @@ class SensorRuntime:
             analysis_process=self.analysis_process,
             analysis_process_setting="auto" if self.cfg.analysis_process is None else self.cfg.analysis_process,
             usable_cpus=cpus,
+            analysis_compiled=analysis_compiled(),
             api=self.pipeline.api,
             sensor_id=self.info.id,
         )
@@ -323,6 +324,11 @@ class _SensorMetrics(Collector):
         )
         split.add_metric([], float(rt.analysis_process))
         out.append(split)
+        compiled = GaugeMetricFamily(
+            "apiward_sensor_analysis_compiled", "1: the analysis modules are mypyc-compiled (APIWARD_COMPILE=1 build)"
+        )
+        compiled.add_metric([], float(analysis_compiled()))
+        out.append(compiled)
         return out
 
 

@@ -14,8 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from apiward.logs import configure_logging
-from sensor import __version__
+from sensor import __version__, analysis_compiled
 from sensor.config import ConfigError, SensorConfig, load_config
+
+
+def _build() -> str:
+    return "analysis compiled with mypyc" if analysis_compiled() else "interpreted"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variables.",
         epilog="To analyse a capture instead: apiward-sensor replay FILE.har|FILE.flows (see replay --help).",
     )
-    p.add_argument("--version", action="version", version=f"apiward-sensor {__version__}")
+    p.add_argument("--version", action="version", version=f"apiward-sensor {__version__} ({_build()})")
     p.add_argument("--upstream", help="backend base URL (inline mode), e.g. http://127.0.0.1:9000")
     p.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
     p.add_argument("--collector", help="collector base URL; without it summaries are only logged")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sensor import analysis_compiled
 from tests.conftest import free_port
 
 
@@ -135,6 +136,7 @@ def test_analysis_process_is_auto_by_usable_cpus(tmp_path: Path, cpus: int, flag
                 metrics = scrape(admin)
             time.sleep(0.1)
         assert f"apiward_sensor_analysis_process {float(split)}" in metrics
+        assert f"apiward_sensor_analysis_compiled {float(analysis_compiled())}" in metrics
         assert any("sensor.proxy_process" in c for c in _children(proc.pid)) == split
         with pytest.raises(urllib.error.HTTPError) as err:  # either way it proxies
             urllib.request.urlopen(f"http://127.0.0.1:{listen}/x", timeout=5)
@@ -146,3 +148,4 @@ def test_analysis_process_is_auto_by_usable_cpus(tmp_path: Path, cpus: int, flag
     started = next(json.loads(line) for line in out.splitlines() if '"sensor_started"' in line)
     assert started["analysis_process"] is split and started["usable_cpus"] == cpus
     assert started["analysis_process_setting"] == ("auto" if flag is None else split)
+    assert started["analysis_compiled"] is analysis_compiled()
