@@ -18,9 +18,10 @@ import sys
 
 from setuptools import setup
 
-# The per-request analysis: everything Pipeline.submit reaches on every exchange. Proxy and I/O code
-# stays interpreted (asyncio protocols subclass Python classes; the gain there is small), and so do
-# the policy schemas (msgspec Structs cannot be mypyc native classes).
+# The per-exchange work: everything Pipeline.submit reaches, and replay's capture -> Exchange
+# conversion. The proxy and I/O code stays interpreted (asyncio protocols subclass Python classes,
+# and most of their time is in C already), and so do the policy schemas (msgspec Structs cannot be
+# mypyc native classes).
 COMPILED_MODULES = [
     "sensor/alerting.py",
     "sensor/behaviour/engine.py",
@@ -33,6 +34,7 @@ COMPILED_MODULES = [
     "sensor/http_common.py",
     "sensor/observation.py",
     "sensor/pipeline.py",
+    "sensor/replay.py",
     "sensor/routing.py",
     "sensor/signatures.py",
     "sensor/summary.py",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from multidict import CIMultiDict, MultiMapping
 
@@ -45,15 +46,18 @@ class Exchange:
     request_verdict: object | None = None
 
 
-class ExchangeSink:
+class ExchangeSink(Protocol):
     """Where capture paths hand finished exchanges. ``submit`` must never raise nor block on IO:
-    the pipeline analyses synchronously, counts and logs its own failures."""
+    the pipeline analyses synchronously, counts and logs its own failures.
+
+    A Protocol, not a base class: the pipeline satisfies it without inheriting, so the compiled
+    build makes it a native class (a mypyc class with a Python base keeps a per-instance dict)."""
 
     def submit(self, exchange: Exchange) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
 
-class BatchingSink(ExchangeSink):
+class BatchingSink:
     """Hands exchanges to ``sink`` in batches, once per event-loop iteration, instead of one by one.
 
     The proxy finishes many exchanges per loop iteration under load; analysing each the moment its

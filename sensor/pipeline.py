@@ -35,7 +35,7 @@ from sensor.evidence import (
     client_scheme,
     is_trusted_peer,
 )
-from sensor.exchange import Exchange, ExchangeSink
+from sensor.exchange import Exchange
 from sensor.observation import Observation
 from sensor.routing import Router
 from sensor.signatures import ScanResult, SignatureEngine, SignaturePolicyError, build_items
@@ -106,7 +106,7 @@ def cookie_pairs(header: str | None) -> list[tuple[str, str]]:
     return out
 
 
-class Pipeline(ExchangeSink):
+class Pipeline:
     """Analyses exchanges in-process and feeds the summary and alert aggregators."""
 
     def __init__(
