@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 _PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+# libyaml's parser when PyYAML was built with it (the wheels are): the policies load at every start
+# (sensor, replay, each test), and the pure-Python parser spends most of the start-up's policy time.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def node_at(node: yaml.Node | None, path: str) -> yaml.Node | None:
@@ -47,7 +50,7 @@ def read_policy_yaml(path: str | Path, error: type[Exception]) -> tuple[Any, yam
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read: {exc.__class__.__name__}: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
