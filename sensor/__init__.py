@@ -1,11 +1,13 @@
 """apiward sensor: the data plane (capture -> analyse -> summarise -> ship)."""
 
+import functools
 import importlib.machinery
 import importlib.util
 
 __version__ = "0.1.0"
 
 
+@functools.cache  # which build runs cannot change inside a process; metrics ask on every scrape
 def analysis_compiled() -> bool:
     """True when the analysis modules run as mypyc-compiled extensions (``APIWARD_COMPILE=1`` builds).
 
