@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 import socket
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,39 +33,12 @@ from sensor.pipeline import Pipeline
 from sensor.proxy import ProxyCounters, RequestGate, start_proxy
 from sensor.shipper import Shipper
 from sensor.spec_sync import SpecSync
+from sensor.state import load_principal_secret, load_sensor_id
 from sensor.summary import SummaryAggregator
 
 log = get_logger("sensor.app")
 
 FLUSH_INTERVAL_MAX = 1.0  # how often closed windows are looked for, seconds
-
-
-def load_principal_secret(cfg: SensorConfig) -> bytes:
-    """The HMAC key for principal hashes: configured (shared by replicas), else generated once and
-    kept in the state directory so hashes stay stable across restarts."""
-    if cfg.principal_secret:
-        return cfg.principal_secret.encode()
-    path = Path(cfg.state_dir) / "principal.key"
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    os.replace(tmp, path)
-    return key
-
-
-def load_sensor_id(cfg: SensorConfig) -> str:
-    path = Path(cfg.state_dir) / "sensor.id"
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sensor_id = uuid.uuid4().hex
-    path.write_text(sensor_id)
-    return sensor_id
 
 
 class SensorRuntime:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import msgspec
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from sensor.exchange import Exchange
 
 # RFC 9110 7.6.1 connection-specific fields, plus the pre-standard ones proxies still see in the wild
@@ -155,6 +156,10 @@ def problem_response(
     extra: dict[str, object] | None = None,
 ) -> web.Response:
     """An RFC 9457 problem document. The sensor's own answers always carry the request id."""
+    # Imported here: replay and the analysis process use this module but never answer HTTP, and
+    # aiohttp's import (its TLS context loads the system CA bundle) is a tenth of their start-up.
+    from aiohttp import web
+
     doc: dict[str, object] = {"type": type_, "title": title, "status": status, "detail": detail}
     if request_id is not None:
         doc["request_id"] = request_id

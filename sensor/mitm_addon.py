@@ -30,13 +30,13 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 from sensor import __version__  # noqa: E402
-from sensor.app import load_principal_secret, load_sensor_id  # noqa: E402
 from sensor.config import ConfigError, SensorConfig, load_config  # noqa: E402
 from sensor.events import SensorInfo, SensorStats  # noqa: E402
 from sensor.evidence import PrincipalHasher  # noqa: E402
 from sensor.pipeline import Pipeline  # noqa: E402
 from sensor.replay import SkipEntry, flow_exchange  # noqa: E402
 from sensor.shipper import Shipper  # noqa: E402
+from sensor.state import load_principal_secret, load_sensor_id  # noqa: E402
 from sensor.summary import SummaryAggregator  # noqa: E402
 
 FLUSH_INTERVAL_MAX = 1.0  # seconds between looks for closed windows (as in SensorRuntime)

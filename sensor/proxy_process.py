@@ -27,9 +27,10 @@ log = get_logger("sensor.proxy_process")
 
 
 def _enforce_gate(cfg: SensorConfig, counters: ProxyCounters) -> RequestGate:
-    from sensor.app import enforce_gate, load_principal_secret
+    from sensor.app import enforce_gate
     from sensor.evidence import PrincipalHasher
     from sensor.pipeline import Pipeline
+    from sensor.state import load_principal_secret
     from sensor.summary import SummaryAggregator
 
     secret = load_principal_secret(cfg)

@@ -34,9 +34,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 import msgspec
 from yarl import URL
 
@@ -50,6 +49,9 @@ from sensor.events import (
     decode_batch,
     encode_batch,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = get_logger("sensor.shipper")
 
@@ -313,6 +315,9 @@ class Shipper:
         """Start the sender task; batches spooled by a previous run go first, in seq order."""
         if self._url is None or self._task is not None:
             return
+        # Imported on first use: a replay without a collector never loads the HTTP client stack.
+        import aiohttp
+
         self._stopping = False
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._request_timeout),
@@ -659,6 +664,8 @@ class Shipper:
                 return
 
     async def _post(self, body: bytes) -> _Outcome:
+        import aiohttp  # loaded by start() already; a dictionary lookup here
+
         session = self._session
         if session is None or self._url is None:
             return _Outcome("retry", detail="no session")
