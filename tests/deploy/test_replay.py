@@ -16,11 +16,14 @@ import pytest
 from sensor.config import SensorConfig
 from sensor.replay import (
     MITM_MISSING,
+    SKIP_BAD_ENTRY,
     SKIP_BAD_TIME,
     SKIP_BAD_URL,
     SKIP_NOT_HTTP,
     SKIP_TUNNEL,
     ReplayError,
+    SkipEntry,
+    har_entry_exchange,
     replay_file,
 )
 from tests.deploy.conftest import REPO, endpoints
@@ -139,6 +142,40 @@ async def test_har_replay_builds_the_inventory_its_traffic_implies(tmp_path: Pat
     inventory = await read_json(collector_url, "/api/v1/inventory")
     assert [s["mode"] for s in inventory["sensors"]] == ["replay"]
     assert inventory["counts"]["endpoints"] == 3
+
+
+async def test_a_malformed_har_entry_is_skipped_and_the_rest_analysed(tmp_path: Path) -> None:
+    # Entries are decoded one at a time: invalid UTF-8 inside one entry's strings (the document is
+    # still well-formed JSON) or an entry that is not an object costs that entry, not the file.
+    base = time.time() - 300
+    good = [json.dumps(har_entry(base + i, "GET", f"https://shop.example.com/api/orders/{i}", 200)).encode()
+            for i in range(3)]
+    broken = json.dumps(har_entry(base + 3, "GET", "https://shop.example.com/api/orders/9", 200,
+                                  {"X-Note": "MARK"})).encode().replace(b"MARK", b"\xff\xfe")
+    assert b"\xff" in broken
+    har = tmp_path / "mixed.har"
+    entries = b", ".join([good[0], broken, b"3", *good[1:]])
+    har.write_bytes(b'{"log": {"version": "1.2", "entries": [' + entries + b"]}}")
+    report = await replay_file(replay_cfg(tmp_path, None), har)
+    assert report.read == 5 and report.analysed == 3 and report.analysis_errors == 0
+    assert dict(report.skipped) == {SKIP_BAD_ENTRY: 2}
+    assert report.endpoints == {("shop.example.com", "GET", "/api/orders/{id}")}
+
+
+def test_har_urls_become_exchanges_without_their_credentials() -> None:
+    base = time.time()
+    url = "https://alice:s3cret@shop.example.com:8443/a/%7Bb%7D?x=1#frag"
+    ex = har_entry_exchange(har_entry(base, "GET", url, 200), 1024)
+    assert (ex.listener_scheme, ex.path, ex.query_string) == ("https", "/a/{b}", "x=1")
+    # the ":authority" pseudo header is dropped; the URL's authority, without its userinfo, is the Host
+    assert ex.request_headers.getall("Host") == ["shop.example.com:8443"]
+    assert "s3cret" not in repr(ex) and ":authority" not in ex.request_headers
+    v6 = har_entry_exchange(har_entry(base, "POST", "HTTP://[::1]:8080?q=2", 201, {"Host": "given"}), 1024)
+    assert (v6.listener_scheme, v6.path, v6.query_string, v6.request_headers["Host"]) == ("http", "/", "q=2", "given")
+    for url in ("ftp://shop.example.com/x", "https:///x", "https://user@:80/x", "/relative/only", "https//no-colon"):
+        with pytest.raises(SkipEntry) as skipped:
+            har_entry_exchange(har_entry(base, "GET", url, 200), 1024)
+        assert skipped.value.reason == SKIP_BAD_URL, url
 
 
 # ---------------------------------------------------------------------------------------------------
