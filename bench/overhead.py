@@ -9,10 +9,11 @@ reverse proxy (upstream keep-alive), ``mitmdump --mode reverse:``, the minimal a
 (bench/baseline_proxy.py), the sensor in detect mode with all analysis on (shipping to a collector),
 the sensor with ``--enforce``, the sensor with ``--analysis-process`` (proxy and analysis in two
 processes; CPU is the sum). Then: the mirror listener's ingestion rate (mirrored requests, and
-exchange records posted 50 per request), offline replay of a generated HAR (exchanges/s and CPU per
-exchange), the per-stage cost of the pipeline timed directly on a fixed exchange set, and the
-sensor's resident memory before and after a cardinality run (every request a new path, client IP,
-API key and parameter value: bench/wrk_cardinality.lua).
+exchange records posted 50 per request), offline replay of a generated HAR (the rate the replay
+reports, the whole process's rate with interpreter start-up, and CPU per exchange), the per-stage
+cost of the pipeline timed directly on a fixed exchange set, and the sensor's resident memory
+before and after a cardinality run (every request a new path, client IP, API key and parameter
+value: bench/wrk_cardinality.lua).
 
 Every sensor figure is taken for each build: ``interpreted`` (the source, as ``pip install`` gives
 it) and ``compiled`` (the analysis modules built with mypyc in a copy of the tree, as the Docker
@@ -208,17 +209,28 @@ def make_har(path: Path, entries: int) -> None:
                                         "entries": items}}))
 
 
+_REPLAY_LINE = re.compile(r"in ([0-9.]+) s \(([0-9]+) exchanges/s\)")
+
+
 def replay_rate(py: str, har: Path, entries: int, env: dict[str, str], tmp: str, *, cwd: Path) -> dict[str, float]:
+    """Two rates: the whole process (interpreter start, imports, policies, reading the file,
+    analysis) and the replay's own, as ``apiward-sensor replay`` prints it (file read, pipeline
+    set-up and analysis, without the ~0.3 s of interpreter start-up and imports every run pays once)."""
     before = os.times()
     t0 = time.perf_counter()
-    subprocess.run([py, "-m", "sensor.cli", "replay", str(har), "--quiet", "--log-level", "warning",
-                    "--state-dir", f"{tmp}/replay"], env=env, check=True, timeout=900, cwd=cwd,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([py, "-m", "sensor.cli", "replay", str(har), "--quiet", "--log-level", "warning",
+                           "--state-dir", f"{tmp}/replay"], env=env, check=True, timeout=900, cwd=cwd,
+                          capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    own = _REPLAY_LINE.search(done.stdout)
+    if own is None:
+        raise BenchError(f"replay printed no rate: {done.stdout[:300]!r}")
     return {"exchanges": entries, "seconds": wall, "exchanges_per_s": entries / wall,
-            "cpu_us_per_exchange": cpu / entries * 1e6}
+            "cpu_us_per_exchange": cpu / entries * 1e6,
+            "replay_seconds": float(own.group(1)), "replay_exchanges_per_s": float(own.group(2)),
+            "startup_seconds": wall - float(own.group(1))}
 
 
 # -- the two builds ----------------------------------------------------------------------------------
@@ -554,9 +566,10 @@ def render(r: dict[str, Any]) -> str:
                          "dropped (counted)")
         rp = extra.get("replay")
         if rp:
-            lines.append(f"- offline replay: {rp['exchanges_per_s']:,.0f} exchanges/s over {rp['exchanges']:,} "
-                         f"entries, start-up included, {rp['cpu_us_per_exchange']:,.0f} µs CPU per exchange "
-                         "(goal >= 20,000/s)")
+            lines.append(f"- offline replay: {rp['replay_exchanges_per_s']:,.0f} exchanges/s as the replay reports it "
+                         f"(goal >= 20,000/s); {rp['exchanges_per_s']:,.0f}/s over the whole process for "
+                         f"{rp['exchanges']:,} entries ({rp['startup_seconds']:.2f} s of interpreter start-up and "
+                         f"imports), {rp['cpu_us_per_exchange']:,.0f} µs CPU per exchange")
         card = extra.get("cardinality")
         if card:
             lines.append(f"- RSS under cardinality load ({card['requests']:,.0f} requests, each a new path, IP, "
