@@ -156,8 +156,8 @@ def problem_response(
     extra: dict[str, object] | None = None,
 ) -> web.Response:
     """An RFC 9457 problem document. The sensor's own answers always carry the request id."""
-    # Imported here: replay and the analysis process use this module but never answer HTTP, and
-    # aiohttp's import (its TLS context loads the system CA bundle) is a tenth of their start-up.
+    # Imported here: replay uses this module but never answers HTTP, and aiohttp's import (its TLS
+    # context loads the system CA bundle) was a quarter of replay's start-up.
     from aiohttp import web
 
     doc: dict[str, object] = {"type": type_, "title": title, "status": status, "detail": detail}

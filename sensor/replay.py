@@ -125,7 +125,7 @@ def _har_headers(raw: Any) -> CIMultiDict[str]:
 def _har_url(raw: Any) -> tuple[str, str, str]:
     """An entry's absolute URL as (scheme, authority without userinfo, request target); raises
     ``SkipEntry`` unless it is http(s) with a host. The target is split again by ``split_target``, as
-    for live requests. yarl's full parse cost a tenth of the time per entry for these three parts."""
+    for live requests. yarl's full parse cost ~3 µs per entry (of ~50) for these three parts."""
     if not isinstance(raw, str):
         raise SkipEntry(SKIP_BAD_URL)
     scheme, sep, rest = raw.partition("://")
