@@ -319,6 +319,7 @@ class BehaviourEngine:
         self._pop_var = np.zeros(self._row_cap)
         self._pop_peak = np.zeros(self._row_cap)
         self._pop_n = np.zeros(self._row_cap, dtype=np.int64)
+        self._row_hi = 0  # rows at and above were never handed out
         self._bucket_start = -1.0
         self._bucket_end = -1.0
         self._bucket_endpoints: dict[int, _Endpoint] = {}  # endpoints touched this bucket
@@ -514,6 +515,8 @@ class BehaviourEngine:
             self.counters.rows_refused += 1
             return -1
         row = self._row_free.pop()
+        if row >= self._row_hi:
+            self._row_hi = row + 1
         ep.rows[si] = row
         self._row_owner[row] = (ep, si)
         self._pop_count[row] = 0
@@ -545,28 +548,34 @@ class BehaviourEngine:
         start = ts - ts % width
         if self._bucket_start >= 0:
             elapsed = start - self._bucket_start
-            counts = np.asarray(self._pop_count, dtype=np.float64)
+            # Rows are handed out lowest first and rows never handed out keep their initial state
+            # (no count, no history, no limit) through any roll: only rows below the high-water mark
+            # are computed. A roll costs ~20 µs for a few endpoints instead of ~0.8 ms for the
+            # full capacity, which replay pays every minute of capture time.
+            hi = self._row_hi
+            counts = np.asarray(self._pop_count[:hi], dtype=np.float64)
             active = counts > 0
-            thresh = np.asarray(self._pop_thresh)
+            thresh = np.asarray(self._pop_thresh[:hi], dtype=np.float64)
             # Winsorise at the threshold: an attack bucket must not become the new normal at once.
             used = np.where(np.isfinite(thresh), np.minimum(counts, thresh), counts)
-            first = active & (self._pop_n == 0)
-            later = active & (self._pop_n > 0)
+            mean, var, peak, n = self._pop_mean[:hi], self._pop_var[:hi], self._pop_peak[:hi], self._pop_n[:hi]
+            first = active & (n == 0)
+            later = active & (n > 0)
             a = rp.alpha
-            d = used - self._pop_mean
-            self._pop_mean = np.where(first, used, np.where(later, self._pop_mean + a * d, self._pop_mean))
-            self._pop_var = np.where(first, used, np.where(later, (1 - a) * (self._pop_var + a * d * d), self._pop_var))
+            d = used - mean
+            mean[:] = np.where(first, used, np.where(later, mean + a * d, mean))
+            var[:] = np.where(first, used, np.where(later, (1 - a) * (var + a * d * d), var))
             decay = 0.5 ** (elapsed / rp.peak_half_life_seconds)
-            self._pop_peak = np.maximum(self._pop_peak * decay, used)
-            self._pop_n = self._pop_n + active
+            peak[:] = np.maximum(peak * decay, used)
+            n += active
             # Only active buckets move the mean: an endpoint idle overnight keeps its daytime
             # baseline, and the decaying peak keeps yesterday's busiest minute normal.
-            base = np.maximum(self._pop_mean, 0.5 * self._pop_peak)
-            sd = np.sqrt(np.maximum(self._pop_var, base))
+            base = np.maximum(mean, 0.5 * peak)
+            sd = np.sqrt(np.maximum(var, base))
             th = np.maximum(np.maximum(rp.factor * base, base + rp.sigmas * sd), rp.min_population)
-            th = np.where(self._pop_n >= rp.min_buckets, th, _NO_LIMIT)
-            self._pop_thresh = th.tolist()
-            self._pop_count = [0] * self._row_cap
+            th = np.where(n >= rp.min_buckets, th, _NO_LIMIT)
+            self._pop_thresh[:hi] = th.tolist()
+            self._pop_count[:hi] = [0] * hi
             self._roll_endpoints()
         self._bucket_start = start
         self._bucket_end = start + width
