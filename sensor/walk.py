@@ -508,12 +508,22 @@ def walk_form(
     stats: WalkStats | None = None,
 ) -> Iterator[Leaf]:
     """Leaves of an ``application/x-www-form-urlencoded`` body or a query string; path = name."""
-    st = stats if stats is not None else WalkStats()
+    out: list[Leaf] = []
+    _form_leaves(out, data, location, limits, stats if stats is not None else WalkStats())
+    return iter(out)
+
+
+# The per-request walks (path, query, headers) append to the caller's list instead of being
+# generators: compiled with mypyc, a generator costs an object, a state machine and a protocol call
+# per leaf; the exchange walk extends one list anyway. The public walk_* keep their iterator shape.
+def _form_leaves(out: list[Leaf], data: bytes | str, location: str, limits: WalkLimits, st: WalkStats) -> None:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    yield from _named_values(_pairs(text, limits, st), location, limits, st)
+    _named_values(out, _pairs(text, limits, st), location, limits, st)
 
 
-def _named_values(pairs: list[tuple[str, str]], location: str, limits: WalkLimits, st: WalkStats) -> Iterator[Leaf]:
+def _named_values(
+    out: list[Leaf], pairs: list[tuple[str, str]], location: str, limits: WalkLimits, st: WalkStats
+) -> None:
     leaves_left = limits.max_leaves
     for name, raw in pairs:
         if not raw:
@@ -528,7 +538,7 @@ def _named_values(pairs: list[tuple[str, str]], location: str, limits: WalkLimit
         leaves_left -= 1
         st.leaves += 1
         key = name[:_MAX_KEY]
-        yield _new_leaf(Leaf, (location, key, key, value))
+        out.append(_new_leaf(Leaf, (location, key, key, value)))
 
 
 def walk_query(
@@ -587,7 +597,9 @@ def walk_multipart(
         if body.endswith(b"\r\n"):
             body = body[:-2]
         pairs.append((name, body[: limits.max_string * 4].decode("utf-8", "replace")))
-    yield from _named_values(pairs, location, limits, st)
+    leaves: list[Leaf] = []
+    _named_values(leaves, pairs, location, limits, st)
+    yield from leaves
 
 
 # --------------------------------------------------------------------------------------------------
@@ -714,7 +726,12 @@ def walk_text(
 def walk_path(path: str, limits: WalkLimits = DEFAULT_LIMITS, stats: WalkStats | None = None) -> Iterator[Leaf]:
     """URL path segments: path ``path[i]`` (0-based), key = the previous segment (``/ssn/{value}``
     makes "ssn" the key hint of the value)."""
-    st = stats if stats is not None else WalkStats()
+    out: list[Leaf] = []
+    _path_leaves(out, path, limits, stats if stats is not None else WalkStats())
+    return iter(out)
+
+
+def _path_leaves(out: list[Leaf], path: str, limits: WalkLimits, st: WalkStats) -> None:
     segments = path.split("/", limits.max_segments + 1)
     previous = ""
     index = 0
@@ -726,7 +743,7 @@ def walk_path(path: str, limits: WalkLimits = DEFAULT_LIMITS, stats: WalkStats |
             return
         value = unquote(raw[: limits.max_string])
         st.leaves += 1
-        yield _new_leaf(Leaf, ("path", f"path[{index}]", previous[:_MAX_KEY], value))
+        out.append(_new_leaf(Leaf, ("path", f"path[{index}]", previous[:_MAX_KEY], value)))
         previous = value
         index += 1
 
@@ -747,7 +764,12 @@ def walk_headers(
     """Header values as leaves (path and key = lower-cased name). Cookie and Set-Cookie are split
     into one leaf per cookie (path ``cookie.NAME``, key = the cookie name). Headers that never carry
     data (framing, caching, negotiation) are skipped."""
-    st = stats if stats is not None else WalkStats()
+    out: list[Leaf] = []
+    _header_leaves(out, headers, limits, stats if stats is not None else WalkStats())
+    return iter(out)
+
+
+def _header_leaves(out: list[Leaf], headers: object, limits: WalkLimits, st: WalkStats) -> None:
     items = getattr(headers, "items", None)
     if items is None:
         return
@@ -769,10 +791,10 @@ def walk_headers(
                 if eq and cvalue:
                     cname = cname.strip()[:_MAX_KEY]
                     st.leaves += 1
-                    yield _new_leaf(Leaf, ("header", "cookie." + cname, cname, cvalue))
+                    out.append(_new_leaf(Leaf, ("header", "cookie." + cname, cname, cvalue)))
             continue
         st.leaves += 1
-        yield _new_leaf(Leaf, ("header", lname, lname, value))
+        out.append(_new_leaf(Leaf, ("header", lname, lname, value)))
 
 
 _BINARY_PREFIXES: Final = ("image/", "audio/", "video/", "font/")
@@ -873,16 +895,16 @@ def exchange_leaves(
     """``walk_exchange`` as a list (what classification consumes: one buffer per exchange)."""
     st = stats if stats is not None else WalkStats()
     out: list[Leaf] = []
-    out.extend(walk_path(exchange.path, limits, st))
+    _path_leaves(out, exchange.path, limits, st)
     if exchange.query_string:
-        out.extend(walk_query(exchange.query_string, limits, st))
-    out.extend(walk_headers(exchange.request_headers, limits, st))
+        _form_leaves(out, exchange.query_string, "query", limits, st)
+    _header_leaves(out, exchange.request_headers, limits, st)
     _walk_message_body(
         out, exchange.request_body, exchange.request_body_size, exchange.request_headers, "request_body",
         limits=limits, stats=st,
     )
     if exchange.status:
-        out.extend(walk_headers(exchange.response_headers, limits, st))
+        _header_leaves(out, exchange.response_headers, limits, st)
         _walk_message_body(
             out, exchange.response_body, exchange.response_body_size, exchange.response_headers, "response_body",
             limits=limits, stats=st,
