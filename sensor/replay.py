@@ -39,6 +39,7 @@ from sensor.config import ConfigError, SensorConfig, load_config
 from sensor.events import EndpointSummary, SensorInfo, SensorStats
 from sensor.evidence import PrincipalHasher
 from sensor.exchange import Exchange
+from sensor.har_schema import HarDocument
 from sensor.http_common import decode_path, frozen_headers, sane_request_id, split_target
 from sensor.pipeline import Pipeline
 from sensor.shipper import Shipper
@@ -233,13 +234,11 @@ def har_entry_exchange(entry: Any, inspect_bytes: int) -> Exchange:
 
 
 # The document is split into its entries' undecoded JSON text (msgspec.Raw: slices of the file's bytes,
-# validated as JSON but not turned into objects); each entry becomes Python objects only when its turn
-# comes and is garbage right after. Decoding the whole capture at once kept millions of dicts alive,
-# and every garbage collection pass of the run walked all of them: 5 of the ~60 microseconds per entry,
-# and memory several times the file's size. Plain dict/list types, not a TypedDict or Struct schema:
-# the compiled build (mypyc) turns classes into something msgspec cannot introspect.
-_json_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_json_array = msgspec.json.Decoder(list[msgspec.Raw])
+# validated as JSON but not turned into objects) in one pass; each entry becomes Python objects only
+# when its turn comes and is garbage right after. Decoding the whole capture at once kept millions of
+# dicts alive, and every garbage collection pass of the run walked all of them: about 5 of the ~60
+# microseconds per entry, and memory several times the file's size.
+_har_document = msgspec.json.Decoder(HarDocument)
 _har_entry = msgspec.json.Decoder()
 
 
@@ -250,8 +249,8 @@ def read_har(path: Path) -> list[msgspec.Raw]:
     except OSError as exc:
         raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        entries = _json_array.decode(_json_object.decode(_json_object.decode(data)["log"])["entries"])
-    except (KeyError, msgspec.ValidationError) as exc:
+        entries = _har_document.decode(data).log.entries
+    except msgspec.ValidationError as exc:
         try:  # valid JSON of the wrong shape, or not JSON at all? (only on this error path)
             msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError) as not_json:
