@@ -1,6 +1,6 @@
 """Overhead benchmark: the sensor against direct, nginx, mitmproxy and a bare aiohttp proxy, in one run.
 
-``python -m bench.overhead [--seconds 5] [--connections 32] [--replay-entries 20000] [--builds interpreted,compiled]``
+``python -m bench.overhead [--seconds 5] [--connections 32] [--replay-entries 100000] [--builds interpreted,compiled]``
 
 Everything on 127.0.0.1, driven by ``wrk`` (one thread). For each target: one run at one connection
 (latency), one at ``--connections`` (throughput, and the proxy process tree's CPU time per request
@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--replay-entries", type=int, default=20000)
+    parser.add_argument("--replay-entries", type=int, default=100_000,
+                        help="HAR entries to replay (a capture of this size pays the ~0.3 s start-up once)")
     parser.add_argument("--skip", default="", help="comma-separated targets to skip (nginx,mitmproxy,...)")
     parser.add_argument("--builds", default=",".join(BUILDS),
                         help="sensor builds to measure: interpreted, compiled (mypyc, as in the image) or both")
