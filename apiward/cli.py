@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from apiward.console import guard_stdout
+
 
 def build_parser() -> argparse.ArgumentParser:
     from apiward import demo
@@ -27,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # "apiward endpoints | head": stop quietly when the reader goes away, as Unix tools do
+    return guard_stdout(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

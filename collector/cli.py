@@ -75,6 +75,8 @@ def _export(args: argparse.Namespace) -> int:
         return run(args, settings)
     except ConfigError as exc:
         return _fail("export", str(exc), EXIT_CONFIG)
+    except BrokenPipeError:
+        raise  # the reader of our output went away: apiward.console ends quietly
     except Exception as exc:  # the database is away, a migration is missing, ...
         return _fail("export", f"{type(exc).__name__}: {exc}")
 

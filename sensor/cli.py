@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from apiward.console import guard_stdout
 from apiward.logs import configure_logging
 from sensor import __version__, analysis_compiled
 from sensor.config import ConfigError, SensorConfig, load_config
@@ -92,7 +93,11 @@ async def run(cfg: SensorConfig, stop: asyncio.Event | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    # "apiward-sensor replay x.har | head": stop quietly when the reader goes away, as Unix tools do
+    return guard_stdout(lambda: _main(sys.argv[1:] if argv is None else list(argv)))
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["replay"]:
         # A subcommand without turning the sensor's own flags into a subparser (they stay as they are).
         from sensor import replay
