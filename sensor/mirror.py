@@ -34,13 +34,13 @@ from yarl import URL
 from apiward.logs import get_logger
 from sensor.config import SensorConfig
 from sensor.exchange import Exchange, ExchangeSink
-from sensor.fastpath import FastSite
 from sensor.fastpath_mirror import (
     RECORDS_PATH,
     MirrorClient,
     log_request_mirrored,
     mirrored_exchange,
 )
+from sensor.fastpath_site import FastSite
 from sensor.http_common import (
     REQUEST_ID_HEADER,
     decode_path,

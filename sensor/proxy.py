@@ -42,7 +42,8 @@ from yarl import URL
 from apiward.logs import get_logger
 from sensor.config import SensorConfig
 from sensor.exchange import EMPTY_HEADERS, Exchange, ExchangeSink
-from sensor.fastpath import FastSite, fast_path_eligible
+from sensor.fastpath import fast_path_eligible
+from sensor.fastpath_site import FastSite
 from sensor.http_common import (
     ERRNO_NAMES,
     HEADER_TOTAL_FACTOR,

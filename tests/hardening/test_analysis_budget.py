@@ -74,6 +74,7 @@ async def test_slow_analysis_never_delays_the_answer_it_analyses() -> None:
     assert counters.analysis_errors == 0
 
 
+@pytest.mark.replaces_methods
 @pytest.mark.parametrize("stage", ["route", "aggregate"])
 def test_failing_analysis_stage_fails_open_counted_and_logged(stage: str, tmp_path: Path) -> None:
     """A stage that raises: submit() never raises, each failure is counted by type, the log line names
