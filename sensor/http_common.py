@@ -132,6 +132,31 @@ def split_target(target: str) -> tuple[str, str]:
     return path, query
 
 
+def split_absolute_url(url: str) -> tuple[str, str, str] | None:
+    """An absolute http(s) URL as (lower-case scheme, authority, request target), or None when it is
+    not one (another scheme, no host, an unclosed IPv6 bracket). The target ("/path?query", "?query"
+    or "") is for ``split_target``, as a live request's is. Credentials in a URL ("user:pass@host")
+    are dropped from the authority: they must never become a Host header or any evidence."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https"):
+        return None
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop, 0, end)
+        if at >= 0:
+            end = at
+    authority = rest[:end].rpartition("@")[2]
+    if authority.startswith("["):
+        close = authority.find("]")
+        host = authority[1:close] if close > 0 else ""
+    else:
+        host = authority.partition(":")[0]
+    if not host:
+        return None
+    return scheme, authority, rest[end:]
+
+
 def decode_path(raw_path: str) -> str:
     """The percent-decoded path (what analysis matches on), invalid UTF-8 kept as replacement chars."""
     return unquote(raw_path, errors="replace")

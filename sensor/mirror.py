@@ -28,8 +28,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from apiward.logs import get_logger
 from sensor.config import SensorConfig
@@ -44,9 +43,9 @@ from sensor.fastpath_site import FastSite
 from sensor.http_common import (
     REQUEST_ID_HEADER,
     decode_path,
-    frozen_headers,
     problem_response,
     sane_request_id,
+    split_absolute_url,
     split_target,
 )
 
@@ -405,15 +404,11 @@ def _record_exchange(rec: ExchangeRecord, at: str, cfg: SensorConfig, peer: str,
         raw_path, raw_query = split_target(rec.url)
         host = None
     else:
-        try:
-            url = URL(rec.url, encoded=True)
-        except ValueError as exc:
-            raise RecordError(f"{at}.url", f"`{at}.url` is not a URL") from exc
-        if url.scheme not in ("http", "https") or not url.host:
+        parts = split_absolute_url(rec.url)
+        if parts is None:
             raise RecordError(f"{at}.url", f"`{at}.url` must be absolute http(s) or start with '/'")
-        raw_path, raw_query = split_target(rec.url)
-        scheme = url.scheme
-        host = url.raw_authority
+        scheme, host, target = parts
+        raw_path, raw_query = split_target(target)
     if rec.client_ip is not None:
         try:
             ipaddress.ip_address(rec.client_ip)
@@ -433,13 +428,13 @@ def _record_exchange(rec: ExchangeRecord, at: str, cfg: SensorConfig, peer: str,
         method=rec.method.upper(),
         path=decode_path(raw_path),
         query_string=raw_query,
-        request_headers=frozen_headers(request_headers),
+        request_headers=CIMultiDictProxy(request_headers),  # built here: no copy
         peer_ip=peer,
         listener_scheme=scheme,
         request_body=request_body,
         request_body_size=request_size,
         status=rec.status,
-        response_headers=frozen_headers(_headers(rec.response_headers)),
+        response_headers=CIMultiDictProxy(_headers(rec.response_headers)),
         response_body=response_body,
         response_body_size=response_size,
         started_at=_epoch(rec.started_at, f"{at}.started_at"),

@@ -40,7 +40,7 @@ from sensor.events import EndpointSummary, SensorInfo, SensorStats
 from sensor.evidence import PrincipalHasher
 from sensor.exchange import Exchange
 from sensor.har_schema import HarDocument
-from sensor.http_common import decode_path, frozen_headers, sane_request_id, split_target
+from sensor.http_common import decode_path, sane_request_id, split_absolute_url, split_target
 from sensor.pipeline import Pipeline
 from sensor.shipper import Shipper
 from sensor.state import load_principal_secret
@@ -124,26 +124,12 @@ def _har_headers(raw: Any) -> CIMultiDict[str]:
 
 
 def _har_url(raw: Any) -> tuple[str, str, str]:
-    """An entry's absolute URL as (scheme, authority without userinfo, request target); raises
-    ``SkipEntry`` unless it is http(s) with a host. The target is split again by ``split_target``, as
-    for live requests. yarl's full parse cost ~3 µs per entry (of ~50) for these three parts."""
-    if not isinstance(raw, str):
+    """An entry's URL as (scheme, authority without userinfo, request target); raises ``SkipEntry``
+    unless it is absolute http(s) with a host."""
+    parts = split_absolute_url(raw) if isinstance(raw, str) else None
+    if parts is None:
         raise SkipEntry(SKIP_BAD_URL)
-    scheme, sep, rest = raw.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in ("http", "https"):
-        raise SkipEntry(SKIP_BAD_URL)
-    end = len(rest)
-    for stop in "/?#":
-        at = rest.find(stop, 0, end)
-        if at >= 0:
-            end = at
-    # Credentials in a URL ("user:pass@host") must not become the Host header, nor any evidence.
-    authority = rest[:end].rpartition("@")[2]
-    host = authority[1 : authority.find("]")] if authority.startswith("[") else authority.partition(":")[0]
-    if not host:
-        raise SkipEntry(SKIP_BAD_URL)
-    return scheme, authority, rest[end:]  # "/path?query", "?query" or "": split_target makes each whole
+    return parts
 
 
 def _har_text(text: Any, encoding: Any) -> bytes:
@@ -316,14 +302,14 @@ def flow_exchange(flow: Any, inspect_bytes: int, source: str = "replay") -> Exch
         method=request.method.upper(),
         path=decode_path(raw_path),
         query_string=raw_query,
-        request_headers=frozen_headers(headers),
+        request_headers=CIMultiDictProxy(headers),
         peer_ip=str(peer[0]) if peer else "",
         listener_scheme=request.scheme,
         http_version=_version(request.http_version),
         request_body=req_body[:inspect_bytes],
         request_body_size=len(req_body),
         status=status,
-        response_headers=frozen_headers(resp_headers),
+        response_headers=CIMultiDictProxy(resp_headers),
         response_body=resp_body[:inspect_bytes],
         response_body_size=len(resp_body),
         started_at=float(started_at),

@@ -314,6 +314,16 @@ async def test_record_array_base64_path_url_and_epoch(mirror: Mirror, client: ai
     assert "Host" not in second.request_headers or second.request_headers["Host"] != "api.example.com"
 
 
+async def test_record_url_credentials_never_reach_the_exchange(mirror: Mirror, client: aiohttp.ClientSession) -> None:
+    base, sink, _ = mirror
+    status, _, _ = await post_records(client, base, record(url="https://alice:s3cret@api.example.com:8443/v1/x?y=2"))
+    assert status == 202
+    (ex,) = await sink.wait_for(1)
+    assert ex.request_headers.getall("Host") == ["api.example.com:8443"]
+    assert (ex.path, ex.query_string, ex.listener_scheme) == ("/v1/x", "y=2", "https")
+    assert "s3cret" not in repr(ex)
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "field"),
     [
@@ -327,6 +337,7 @@ async def test_record_array_base64_path_url_and_epoch(mirror: Mirror, client: ai
         (record(client_ip="not-an-ip"), 422, "$.client_ip"),
         (record(url="ftp://x/y"), 422, "$.url"),
         (record(url="relative/path"), 422, "$.url"),
+        (record(url="http://[::1/x"), 422, "$.url"),  # an IPv6 bracket never closed
         (record(started_at="yesterday"), 422, "$.started_at"),
         (record(started_at=1700000000000), 422, "$.started_at"),
         (record(duration_ms=-1), 422, "$.duration_ms"),
