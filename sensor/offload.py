@@ -313,7 +313,8 @@ class ProxyProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), STOP_GRACE)
+                async with asyncio.timeout(STOP_GRACE):
+                    await proc.wait()
             except TimeoutError:
                 log.error("proxy_process_kill", detail=f"still running {STOP_GRACE} s after SIGTERM")
                 with contextlib.suppress(ProcessLookupError):
@@ -321,7 +322,8 @@ class ProxyProcess:
                 await proc.wait()
         if self._reader is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reader.closed, 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._reader.closed
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

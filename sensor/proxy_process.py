@@ -67,7 +67,8 @@ async def serve(cfg: SensorConfig, listen_fd: int, channel_fd: int) -> None:
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), COUNTERS_INTERVAL)
+                async with asyncio.timeout(COUNTERS_INTERVAL):
+                    await stop.wait()
             sink.send("c", snapshot())
     finally:
         await runner.cleanup()  # stops accepting; in-flight requests finish and submit
@@ -75,7 +76,8 @@ async def serve(cfg: SensorConfig, listen_fd: int, channel_fd: int) -> None:
         sink.send("c", snapshot())
         transport.close()  # flushes the write buffer first
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader.closed, 10.0)
+            async with asyncio.timeout(10.0):
+                await reader.closed
 
 
 def main() -> int:

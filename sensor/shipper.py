@@ -362,7 +362,8 @@ class Shipper:
     async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (mirrors stop)
         """Wait until every pending batch is delivered (or rejected); False on timeout."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True
@@ -659,7 +660,8 @@ class Shipper:
             if remaining <= 0:
                 return
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
             except TimeoutError:
                 return
 

@@ -56,8 +56,12 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("export_dispatch_failed", exporter=self.name)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the awaited result when a
+            # cancellation lands in the turn the wait ends (a wake-up, a finished send), and the
+            # dispatcher then polled on while shutdown waited for it forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self.wake.wait()
             self.wake.clear()
 
     async def step(self, now: datetime | None = None) -> tuple[int, float | None]:
@@ -85,9 +89,8 @@ class Dispatcher:
             return len(rows), None
         try:
             # The transports time out on their own; this bounds a batch of many slow sends too.
-            await asyncio.wait_for(
-                self.exporter.send(records, [r.id for r in good]), config.timeout * max(2, len(good)) + 1
-            )
+            async with asyncio.timeout(config.timeout * max(2, len(good)) + 1):
+                await self.exporter.send(records, [r.id for r in good])
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -87,9 +87,8 @@ class StreamSender:
         kwargs: dict[str, Any] = {}
         if self._context is not None:
             kwargs.update(ssl=self._context, server_hostname=self._server_name or self._host)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self._host, self._port, **kwargs), self._timeout
-        )
+        async with asyncio.timeout(self._timeout):
+            reader, writer = await asyncio.open_connection(self._host, self._port, **kwargs)
         self._reader, self._writer = reader, writer
         return writer
 
@@ -98,7 +97,8 @@ class StreamSender:
         try:
             writer = self._writer if self._usable() and self._writer is not None else await self._connect()
             writer.write(b"".join(octet_frame(m) for m in messages))
-            await asyncio.wait_for(writer.drain(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await writer.drain()
         except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             await self.close()
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}") from exc
@@ -108,7 +108,8 @@ class StreamSender:
         if writer is not None:
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
 
 class HttpSender:
