@@ -30,7 +30,6 @@ the posture sweep (``posture_jobs.sweep``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from collector.fleet import EnumerationRow, FleetFinding, FleetParams, distributed_enumerations, population_spikes
 from collector.store import Store
 from collector.store import fleet_store as fs
@@ -209,9 +209,7 @@ def fleet_context(get_store: StoreGetter, interval: float, config: FleetConfig) 
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task])
 
     return ctx
 

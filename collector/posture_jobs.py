@@ -6,13 +6,13 @@ API's endpoints), and on a periodic sweep (every endpoint: time alone ends "acti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from collector.posture import evaluate
 from collector.store import Store, fleet_store
 from collector.store import posture_store as ps
@@ -69,9 +69,7 @@ def sweep_context(
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task])
 
     return ctx
 

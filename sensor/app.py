@@ -8,7 +8,6 @@ the shipper flushes or spools what is left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from sensor import __version__, analysis_compiled
 from sensor.config import SensorConfig, parse_listen
 from sensor.cpus import usable_cpus
@@ -153,10 +153,7 @@ class SensorRuntime:
             self._batching.flush()  # exchanges of the last loop iteration
         if self.spec_sync is not None:
             await self.spec_sync.stop()
-        if self._flush_task:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
+        await stop_tasks([self._flush_task])
         self.flush(force=True)
         await self.shipper.stop()
         log.info("sensor_stopped", exchanges=self.pipeline.counters.exchanges)

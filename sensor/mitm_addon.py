@@ -16,7 +16,6 @@ hook, synchronously and bounded like the inline proxy's detect mode.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import sys
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
+from apiward.tasks import stop_tasks  # noqa: E402
 from sensor import __version__  # noqa: E402
 from sensor.config import ConfigError, SensorConfig, load_config  # noqa: E402
 from sensor.events import SensorInfo, SensorStats  # noqa: E402
@@ -127,11 +127,8 @@ class ApiwardAddon:
             self._submit(flow)
 
     async def done(self) -> None:
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
-            self._flush_task = None
+        task, self._flush_task = self._flush_task, None
+        await stop_tasks([task])
         if self.parts is not None:
             self.flush(force=True)
             await self.parts.shipper.stop()

@@ -38,6 +38,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from sensor.config import SensorConfig, parse_listen
 from sensor.exchange import Exchange, ExchangeSink
 from sensor.signatures import Match, ScanResult
@@ -324,10 +325,7 @@ class ProxyProcess:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5.0):
                     await self._reader.closed
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        await stop_tasks([self._supervisor])
         if self._listen is not None:
             self._listen.close()
             self._listen = None

@@ -13,7 +13,6 @@ A failed poll is logged and retried at the next interval; it never touches traff
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from sensor.routing import Router
 
 log = get_logger("sensor.spec_sync")
@@ -120,11 +120,8 @@ class SpecSync:
         self._task = asyncio.create_task(self.run(), name="spec-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_tasks([task])
 
 
 def _loads(body: bytes) -> dict[str, Any]:

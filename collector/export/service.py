@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from collector import recommendations as recs
 from collector.export.config import ExportConfig
 from collector.export.dispatcher import Dispatcher
@@ -129,11 +130,7 @@ def export_context(settings: CollectorSettings) -> CleanupCtx:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)
             for exporter in exporters:
                 with contextlib.suppress(Exception):
                     await exporter.close()
