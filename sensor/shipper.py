@@ -40,6 +40,7 @@ import msgspec
 from yarl import URL
 
 from apiward.logs import get_logger
+from apiward.tasks import stop_tasks
 from sensor.events import (
     AlertEvent,
     Batch,
@@ -336,11 +337,8 @@ class Shipper:
         task, self._task = self._task, None
         try:
             if task is not None:
-                done, _ = await asyncio.wait({task}, timeout=timeout)
-                if not done:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await asyncio.wait({task}, timeout=timeout)
+                await stop_tasks([task])  # cancels it if still sending; logs it if it had failed
         finally:
             # Also when stop() itself is cancelled: the sender is told to stop (it only awaits, so it
             # cannot touch the queue before it sees the cancellation) and memory goes to disk.
